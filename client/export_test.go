@@ -1,0 +1,4 @@
+package client
+
+// BrokerForExamples is the address of the broker TestMain starts for the examples.
+func BrokerForExamples() string { return exampleAddr }
