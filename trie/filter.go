@@ -91,7 +91,11 @@ func ParseShared(filter string) (group, inner string, ok bool) {
 	if !found {
 		return "", "", false
 	}
-	return strings.Cut(rest, "/")
+	group, inner, ok = strings.Cut(rest, "/")
+	if !ok {
+		return "", "", false
+	}
+	return group, inner, true
 }
 
 // MatchFilter reports whether topic matches filter, with '+' for one level,
