@@ -41,10 +41,11 @@ func (p *Packet) connectVersion(v byte) byte {
 // layout returns the remaining length of p at level v and the length of
 // its (main) properties.
 func (p *Packet) layout(v byte) (rl, props int) {
+	if p.Type == CONNECT {
+		return p.connectLayout(p.connectVersion(v))
+	}
 	v = encodeVersion(v)
 	switch p.Type {
-	case CONNECT:
-		return p.connectLayout(p.connectVersion(v))
 	case PUBLISH:
 		return p.publishLayout(v)
 	case CONNACK:
