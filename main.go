@@ -21,6 +21,5 @@ func run(args []string) int {
 			return 1
 		}
 	}
-	fmt.Fprintln(os.Stderr, "midge: the broker is not built yet (issue 4)")
-	return 1
+	return runBroker(args, os.Stderr)
 }

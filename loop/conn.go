@@ -1,0 +1,280 @@
+package loop
+
+import (
+	"errors"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/session"
+)
+
+// conn is the per-connection context. Loop-only, except the Transport
+// methods Wake and Close.
+type conn struct {
+	gc      gnet.Conn
+	ls      *loopState
+	client  *session.Client
+	dec     codec.Decoder
+	remote  string
+	lastIn  int64 // unix seconds of the last packet received
+	closed  bool
+	stalled bool
+
+	wheelAt              int64
+	wheelPrev, wheelNext *conn
+}
+
+// Wake implements session.Transport. Any goroutine.
+func (c *conn) Wake() { _ = c.gc.Wake(nil) }
+
+// Close implements session.Transport. Any goroutine.
+func (c *conn) Close() { _ = c.gc.Close() }
+
+// RemoteAddr implements session.Transport.
+func (c *conn) RemoteAddr() string { return c.remote }
+
+// OnOpen sets up the connection's context. Loop-only.
+func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	n := s.conns.Add(1)
+	if s.closing.Load() {
+		s.conns.Add(-1)
+		return nil, gnet.Close
+	}
+	ls := s.loopOf(gc.EventLoop())
+	c := &conn{gc: gc, ls: ls, remote: gc.RemoteAddr().String(), lastIn: time.Now().Unix()}
+	c.dec.MaxPacketSize = s.cfg.MaxPacketSize
+	c.client = s.broker.NewClient(c)
+	gc.SetContext(c)
+	ls.conns[c] = struct{}{}
+	if max := s.cfg.MaxConnections; max > 0 && n > int64(max) {
+		// mosquitto closes the socket of a connection over the limit.
+		s.log.Printf("Connection from %s refused: max_connections (%d) reached.", c.remote, max)
+		return nil, gnet.Close
+	}
+	ls.wheel.add(c, c.lastIn+int64(s.cfg.ConnectTimeout/time.Second))
+	return nil, gnet.None
+}
+
+// OnClose ends the connection's session side. It can run inside another
+// callback (a failed write closes synchronously), so it is idempotent.
+// Loop-only.
+func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil || c.closed {
+		return gnet.None
+	}
+	c.closed = true
+	s.conns.Add(-1)
+	c.ls.wheel.remove(c)
+	delete(c.ls.conns, c)
+	c.client.Closed(err)
+	return gnet.None
+}
+
+// OnTraffic decodes every complete frame in the inbound buffer, hands each
+// to the session, drains the session's queue and writes the turn's output
+// with one writev. It also runs when the connection is woken. Loop-only.
+func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil || c.closed {
+		return gnet.Close
+	}
+	ls := c.ls
+	out := &ls.out
+	err := c.readFrames(out)
+	if err == nil {
+		err = c.drain(out)
+	}
+	c.flush(out)
+	if err != nil {
+		s.logClose(c, err)
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// readFrames handles every complete packet buffered. Frames are decoded in
+// place (Peek) and discarded only after the session is done with them.
+func (c *conn) readFrames(out *session.Output) error {
+	gc := c.gc
+	pkt := &c.ls.pkt
+	got := false
+	for {
+		buffered := gc.InboundBuffered()
+		if buffered < 2 {
+			break
+		}
+		head, _ := gc.Peek(min(5, buffered))
+		total, err := codec.FrameSize(head, c.dec.MaxPacketSize)
+		if err == codec.ErrIncomplete {
+			break
+		}
+		if err != nil {
+			return c.client.HandleError(err, out)
+		}
+		if buffered < total {
+			break
+		}
+		frame, _ := gc.Peek(total)
+		_, err = c.dec.Decode(frame, pkt)
+		if err != nil {
+			if !c.client.Connected() && len(frame) > 0 && frame[0]>>4 == byte(codec.CONNECT) {
+				c.client.SetDecoderVersion(connectLevel(frame))
+			}
+			_, _ = gc.Discard(total)
+			return c.client.HandleError(err, out)
+		}
+		got = true
+		err = c.client.Handle(pkt, out)
+		_, _ = gc.Discard(total)
+		if err != nil {
+			return err
+		}
+	}
+	if got {
+		c.lastIn = time.Now().Unix()
+		if !c.stalled && c.client.Connected() {
+			c.schedule()
+		}
+	}
+	return nil
+}
+
+// schedule puts the connection in the wheel at its keepalive deadline:
+// 1.5 times the keepalive after the last packet [MQTT-3.1.2-24]. It only
+// moves the entry when the deadline is missing (after CONNECT).
+func (c *conn) schedule() {
+	ka := int64(c.client.Keepalive())
+	if ka == 0 {
+		c.ls.wheel.remove(c)
+		return
+	}
+	if c.wheelAt == 0 || c.wheelAt < c.lastIn {
+		c.ls.wheel.add(c, c.lastIn+ka*3/2)
+	} else if c.wheelAt > c.lastIn+ka*3/2 { // CONNECT timeout entry, or keepalive lowered
+		c.ls.wheel.add(c, c.lastIn+ka*3/2)
+	}
+}
+
+// expire is called by the wheel when a deadline comes: close the connection
+// if it has been silent too long, else schedule it again. Loop-only.
+func (s *Server) expire(c *conn) {
+	if c.closed {
+		return
+	}
+	now := time.Now().Unix()
+	if !c.client.Connected() {
+		s.log.Printf("Client %s: no CONNECT within %s, closing.", c.remote, s.cfg.ConnectTimeout)
+		_ = c.gc.Close()
+		return
+	}
+	ka := int64(c.client.Keepalive())
+	if ka == 0 {
+		return
+	}
+	deadline := c.lastIn + ka*3/2
+	if now >= deadline {
+		s.log.Printf("Client %s has exceeded timeout, disconnecting.", c.client.ID())
+		c.client.Kick(codec.KeepAliveTimeout)
+		return
+	}
+	c.ls.wheel.add(c, deadline)
+}
+
+// drain moves queued messages into out, within a per-turn budget; a
+// connection whose socket is backed up waits (stalled) for the tick to retry.
+func (c *conn) drain(out *session.Output) error {
+	if c.gc.OutboundBuffered() > highWater {
+		c.stall()
+		_, err := c.client.Drain(out, 0)
+		return err
+	}
+	more, err := c.client.Drain(out, drainBudget)
+	if more && err == nil {
+		if c.gc.OutboundBuffered()+out.Len() > highWater {
+			c.stall()
+		} else {
+			_ = c.gc.Wake(nil) // let other connections have a turn, then go on
+		}
+	}
+	return err
+}
+
+func (c *conn) stall() {
+	if !c.stalled {
+		c.stalled = true
+		c.ls.stalled = append(c.ls.stalled, c)
+	}
+}
+
+// retryStalled drains connections whose socket backlog has gone down. Loop-only.
+func (ls *loopState) retryStalled() {
+	keep := ls.stalled[:0]
+	for _, c := range ls.stalled {
+		if c.closed {
+			continue
+		}
+		if c.gc.OutboundBuffered() > highWater {
+			keep = append(keep, c)
+			continue
+		}
+		c.stalled = false
+		_ = c.gc.Wake(nil)
+	}
+	for i := len(keep); i < len(ls.stalled); i++ {
+		ls.stalled[i] = nil
+	}
+	ls.stalled = keep
+}
+
+// flush writes the turn's output with one writev. gnet copies what the
+// socket does not take at once, so the buffers are reusable right after.
+func (c *conn) flush(out *session.Output) {
+	if out.Empty() {
+		return
+	}
+	_, _ = c.gc.Writev(out.Vectors())
+	out.Done()
+}
+
+func (s *Server) logClose(c *conn, err error) {
+	var d *session.Disconnect
+	var ce *codec.Error
+	switch {
+	case errors.Is(err, session.ErrClosed):
+	case errors.As(err, &ce):
+		s.log.Printf("Client %s from %s: bad packet: %v, disconnecting.", c.clientName(), c.remote, err)
+	case errors.As(err, &d):
+		s.log.Printf("Client %s from %s: %v.", c.clientName(), c.remote, err)
+	default:
+		s.log.Printf("Client %s from %s: %v.", c.clientName(), c.remote, err)
+	}
+}
+
+func (c *conn) clientName() string {
+	if id := c.client.ID(); id != "" {
+		return id
+	}
+	return "<unknown>"
+}
+
+// connectLevel reads the protocol level of a CONNECT frame that failed to
+// decode, so the refusal is sent in that version's form (0 if unreadable).
+func connectLevel(frame []byte) byte {
+	i := 1
+	for i < len(frame) && i < 5 && frame[i]&0x80 != 0 {
+		i++
+	}
+	i++ // past the last length byte
+	if i+2 > len(frame) {
+		return 0
+	}
+	n := int(frame[i])<<8 | int(frame[i+1])
+	i += 2 + n
+	if i >= len(frame) {
+		return 0
+	}
+	return frame[i]
+}

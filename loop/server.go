@@ -1,0 +1,250 @@
+// Package loop is midge's reactor: the gnet event handler that owns the
+// sockets, decodes frames in place, runs each connection's session.Client,
+// batches writes, and keeps per-loop timers. It is the only package that
+// imports gnet.
+//
+// Methods are marked "loop-only" (must run on the event loop that owns the
+// connection) or "any goroutine".
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/session"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Listeners are host:port addresses ("127.0.0.1:1883"; port 0 picks one).
+	Listeners []string
+	// Loops is the number of event loops (0: one per CPU).
+	Loops int
+	// MaxPacketSize refuses larger inbound frames before buffering them (0: protocol limit).
+	MaxPacketSize int
+	// MaxConnections refuses connections over this count (0: unlimited).
+	MaxConnections int
+	// ConnectTimeout closes sockets that send no CONNECT in time (0: 10s).
+	ConnectTimeout time.Duration
+	Logger         *log.Logger
+}
+
+// Tuning of write batching and back-pressure.
+const (
+	drainBudget = 256 << 10 // bytes moved from a session queue per turn
+	highWater   = 1 << 20   // socket backlog above which a connection stops draining
+	tickEvery   = 20 * time.Millisecond
+)
+
+// Server runs a broker's connections on gnet event loops.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	broker *session.Broker
+	cfg    Config
+	log    *log.Logger
+
+	eng     gnet.Engine
+	booted  chan struct{}
+	done    chan struct{}
+	runErr  error
+	addrs   []net.Addr
+	conns   atomic.Int64
+	closing atomic.Bool
+
+	mu        sync.Mutex
+	loops     map[gnet.EventLoop]*loopState
+	lastSweep time.Time
+}
+
+// loopState is what one event loop owns: scratch buffers shared by the
+// connections it serves, and its timing wheel. Loop-only, except that the
+// Server's map of loops is guarded by Server.mu.
+type loopState struct {
+	el      gnet.EventLoop
+	out     session.Output
+	pkt     codec.Packet
+	wheel   wheel
+	conns   map[*conn]struct{}
+	stalled []*conn
+}
+
+// New makes a server for broker.
+func New(broker *session.Broker, cfg Config) *Server {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.NumCPU()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log.New(os.Stderr, "", log.LstdFlags)
+	}
+	return &Server{
+		broker: broker,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		booted: make(chan struct{}),
+		done:   make(chan struct{}),
+		loops:  make(map[gnet.EventLoop]*loopState),
+	}
+}
+
+// Start runs the event loops in the background and returns once the
+// listeners are open (or failed to open). Any goroutine.
+func (s *Server) Start() error {
+	if len(s.cfg.Listeners) == 0 {
+		return errors.New("loop: no listeners")
+	}
+	protoAddrs := make([]string, len(s.cfg.Listeners))
+	for i, a := range s.cfg.Listeners {
+		protoAddrs[i] = "tcp://" + a
+	}
+	go func() {
+		defer close(s.done)
+		s.runErr = gnet.Rotate(s, protoAddrs,
+			gnet.WithNumEventLoop(s.cfg.Loops),
+			gnet.WithLoadBalancing(gnet.LeastConnections),
+			gnet.WithTicker(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true),
+			gnet.WithLogger(quietLogger{s.log}),
+		)
+	}()
+	select {
+	case <-s.booted:
+	case <-s.done:
+		return fmt.Errorf("loop: %w", s.runErr)
+	}
+	for _, a := range s.cfg.Listeners {
+		addr, err := s.listenerAddr(a)
+		if err != nil {
+			return err
+		}
+		s.addrs = append(s.addrs, addr)
+	}
+	return nil
+}
+
+// Addrs are the listeners' bound addresses (the real port when 0 was asked).
+func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// listenerAddr finds the bound address of a listener through a dup of its fd.
+func (s *Server) listenerAddr(a string) (net.Addr, error) {
+	fd, err := s.eng.DupListener("tcp", a)
+	if err != nil {
+		return nil, fmt.Errorf("loop: listener %s: %w", a, err)
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("loop: listener %s: %w", a, err)
+	}
+	defer ln.Close()
+	return ln.Addr(), nil
+}
+
+// Shutdown disconnects every client (v5: DISCONNECT 0x8B, server shutting
+// down), flushes, and stops the loops, within ctx. Any goroutine.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.closing.CompareAndSwap(false, true) {
+		<-s.done
+		return nil
+	}
+	s.mu.Lock()
+	for _, ls := range s.loops {
+		ls := ls
+		_ = ls.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
+			for c := range ls.conns {
+				c.client.Kick(codec.ServerShuttingDown)
+			}
+			return nil
+		}))
+	}
+	s.mu.Unlock()
+	// Give the kicks a moment to be written before the sockets close.
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for s.conns.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	err := s.eng.Stop(ctx)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
+
+// Wait blocks until the server has stopped and returns why.
+func (s *Server) Wait() error {
+	<-s.done
+	return s.runErr
+}
+
+// OnBoot keeps the engine handle. Runs before the loops start.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	close(s.booted)
+	return gnet.None
+}
+
+// loopOf returns the state of a connection's loop, making it on first use.
+// Loop-only (for c), takes Server.mu.
+func (s *Server) loopOf(el gnet.EventLoop) *loopState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ls := s.loops[el]
+	if ls == nil {
+		ls = &loopState{el: el, conns: make(map[*conn]struct{})}
+		ls.wheel.now = time.Now().Unix()
+		s.loops[el] = ls
+	}
+	return ls
+}
+
+// OnTick runs on gnet's ticker goroutine (not a loop): it asks each loop to
+// advance its own timers and retry stalled writes, and advances the broker's
+// timers itself (they touch no connection).
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now()
+	sweep := now.Sub(s.lastSweep) >= time.Second
+	if sweep {
+		s.lastSweep = now
+		s.broker.Tick(now)
+	}
+	s.mu.Lock()
+	for _, ls := range s.loops {
+		ls := ls
+		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			ls.retryStalled()
+			if sweep {
+				ls.wheel.advance(time.Now().Unix(), s.expire)
+			}
+			return nil
+		}))
+	}
+	s.mu.Unlock()
+	return tickEvery, gnet.None
+}
+
+// quietLogger routes gnet's logs to the broker's logger.
+type quietLogger struct{ l *log.Logger }
+
+func (q quietLogger) Debugf(string, ...any)     {}
+func (q quietLogger) Infof(string, ...any)      {}
+func (q quietLogger) Warnf(f string, a ...any)  { q.l.Printf("gnet: "+f, a...) }
+func (q quietLogger) Errorf(f string, a ...any) { q.l.Printf("gnet: "+f, a...) }
+func (q quietLogger) Fatalf(f string, a ...any) { q.l.Fatalf("gnet: "+f, a...) }

@@ -1,0 +1,163 @@
+// Package session holds the broker's rules: per-client state (protocol level,
+// inflight windows, packet ids, queues, will, keepalive and expiry), the
+// session registry, and the handling of every MQTT packet. It is transport
+// agnostic: a connection is a Transport, and replies go to an Output that the
+// transport writes.
+package session
+
+import (
+	"log"
+	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/trie"
+)
+
+// Options are the broker-wide limits and switches (mosquitto.conf names in comments).
+type Options struct {
+	MaxInflight        int    // max_inflight_messages: outgoing QoS 1/2 window per client (0 = 65535)
+	MaxQueuedMessages  int    // max_queued_messages: per-client queue bound (0 = unbounded)
+	MaxQueuedBytes     int    // max_queued_bytes (0 = unbounded)
+	MaxPacketSize      int    // max_packet_size: largest inbound packet (0 = protocol limit)
+	MessageSizeLimit   int    // message_size_limit: largest PUBLISH payload (0 = no limit)
+	MaxKeepalive       uint16 // max_keepalive (0 = none; 65535 in mosquitto means none)
+	MaxTopicAlias      uint16 // max_topic_alias: inbound topic aliases per v5 client
+	RetainAvailable    bool   // retain_available
+	AllowZeroLengthID  bool   // allow_zero_length_clientid
+	AutoIDPrefix       string // auto_id_prefix
+	PersistentExpiry   time.Duration
+	ConnectionMessages bool // connection_messages: log connects and disconnects
+	QueueQoS0          bool // queue_qos0_messages: queue QoS 0 for offline persistent sessions
+
+	// Auth decides CONNECT credentials and topic access; nil allows everything.
+	Auth Authorizer
+
+	Logger *log.Logger
+}
+
+// DefaultOptions are mosquitto 2's defaults.
+func DefaultOptions() Options {
+	return Options{
+		MaxInflight:        20,
+		MaxQueuedMessages:  1000,
+		MaxTopicAlias:      10,
+		RetainAvailable:    true,
+		AllowZeroLengthID:  true,
+		AutoIDPrefix:       "auto-",
+		ConnectionMessages: true,
+		Logger:             log.New(os.Stderr, "", log.LstdFlags),
+	}
+}
+
+// Authorizer checks credentials and topic access. Implementations must be
+// safe for concurrent use.
+type Authorizer interface {
+	// Authenticate returns a v5 reason code: codec.Success, BadUsernameOrPassword or NotAuthorized.
+	Authenticate(clientID string, username, password []byte, hasUsername, hasPassword bool) byte
+	// Allow reports whether the client may publish to (write) or receive from
+	// (read) topic, or subscribe to a filter (subscribe).
+	Allow(c *ClientInfo, topic string, access Access) bool
+}
+
+// Access is the kind of topic access checked by an Authorizer.
+type Access int
+
+const (
+	AccessRead Access = iota + 1
+	AccessWrite
+	AccessSubscribe
+)
+
+// ClientInfo identifies a connected client to an Authorizer.
+type ClientInfo struct {
+	ClientID    string
+	Username    string
+	HasUsername bool
+}
+
+// Stats are the broker's counters, read by $SYS and metrics. All atomic.
+type Stats struct {
+	ClientsConnected  atomic.Int64
+	ClientsTotal      atomic.Int64 // sessions known, connected or not
+	ClientsMaximum    atomic.Int64
+	ClientsExpired    atomic.Int64
+	MessagesReceived  atomic.Int64 // all packets received
+	MessagesSent      atomic.Int64
+	PublishReceived   atomic.Int64
+	PublishSent       atomic.Int64
+	PublishDropped    atomic.Int64
+	BytesReceived     atomic.Int64
+	BytesSent         atomic.Int64
+	RetainedMessages  atomic.Int64
+	InflightDropped   atomic.Int64
+	ConnectionsOpened atomic.Int64
+}
+
+// Broker is the state shared by all connections: subscriptions, retained
+// messages, the session registry, limits and counters. Safe for concurrent use.
+type Broker struct {
+	opts     Options
+	subs     *trie.Trie
+	retained *trie.Retained[*Message]
+	retainMu sync.Mutex // serialises retained replace/clear so that old values are released once
+
+	registry registry
+	timers   timers
+	Stats    Stats
+	started  time.Time
+
+	idSeq atomic.Uint64 // assigned client identifiers
+}
+
+// NewBroker makes a broker with the given options.
+func NewBroker(opts Options) *Broker {
+	if opts.MaxInflight <= 0 || opts.MaxInflight > math.MaxUint16 {
+		opts.MaxInflight = math.MaxUint16
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.New(os.Stderr, "", log.LstdFlags)
+	}
+	if opts.AutoIDPrefix == "" {
+		opts.AutoIDPrefix = "auto-"
+	}
+	b := &Broker{
+		opts:     opts,
+		subs:     trie.New(trie.Config{CacheSize: 4096}),
+		retained: trie.NewRetained[*Message](),
+		started:  time.Now(),
+	}
+	b.registry.init()
+	b.timers.init()
+	return b
+}
+
+// Options returns the broker's options.
+func (b *Broker) Options() *Options { return &b.opts }
+
+// Subscriptions is the subscription count (for $SYS).
+func (b *Broker) Subscriptions() int { return b.subs.Count() }
+
+// Uptime is the time since the broker was made.
+func (b *Broker) Uptime() time.Duration { return time.Since(b.started) }
+
+func (b *Broker) logf(format string, args ...any) { b.opts.Logger.Printf(format, args...) }
+
+// Tick advances the broker's timers (will delays, session expiry). It is
+// called about once a second from any goroutine (the transport's ticker).
+func (b *Broker) Tick(now time.Time) {
+	b.timers.fire(now.UnixNano(), b)
+}
+
+// Publish injects a message as if published by the broker itself (wills,
+// $SYS). topic must be valid; the payload is copied.
+func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) {
+	var p codec.Packet
+	p.Type, p.QoS, p.Retain = codec.PUBLISH, qos, retain
+	p.Topic, p.Payload = []byte(topic), payload
+	var r trie.Result
+	b.route(nil, p.Topic, &p, &r, time.Now().UnixNano())
+}

@@ -1,0 +1,329 @@
+package session
+
+import (
+	"encoding/hex"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/midge-mqtt/midge/codec"
+)
+
+// registry maps client ids to sessions. A cluster would put another node's
+// ownership behind the same operations (open, end).
+type registry struct {
+	mu sync.Mutex
+	m  map[string]*Session
+}
+
+func (r *registry) init() { r.m = make(map[string]*Session) }
+
+// Sessions is the number of sessions held, connected or not.
+func (b *Broker) Sessions() int {
+	b.registry.mu.Lock()
+	defer b.registry.mu.Unlock()
+	return len(b.registry.m)
+}
+
+// handleConnect accepts or refuses a CONNECT [MQTT-3.1].
+func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
+	b := c.b
+	cp := &p.Connect
+	c.version = cp.ProtocolLevel
+	v5 := c.version == codec.Version5
+
+	refuse := func(v3code, v5code byte, msg string) error {
+		if v5 {
+			c.sendConnack(out, c.version, false, v5code, nil)
+			return &Disconnect{Reason: v5code, Msg: msg}
+		}
+		c.sendConnack(out, c.version, false, v3code, nil)
+		return &Disconnect{Reason: v5code, Msg: msg}
+	}
+
+	if v5 && p.Props.Has(codec.PropAuthMethod) {
+		return refuse(codec.ConnRefusedNotAuthorized, codec.BadAuthenticationMethod, "authentication method not supported")
+	}
+
+	id := string(cp.ClientID)
+	assigned := false
+	if id == "" {
+		switch {
+		case c.version == codec.Version31:
+			return refuse(codec.ConnRefusedIdentifierRejected, codec.ClientIdentifierNotValid, "empty client id")
+		case !v5 && !cp.CleanStart: // [MQTT-3.1.3-8]
+			return refuse(codec.ConnRefusedIdentifierRejected, codec.ClientIdentifierNotValid, "empty client id with clean session 0")
+		case !b.opts.AllowZeroLengthID:
+			return refuse(codec.ConnRefusedIdentifierRejected, codec.ClientIdentifierNotValid, "empty client id not allowed")
+		}
+		id = b.assignID()
+		assigned = true // [MQTT-3.1.3-6], v5: returned in CONNACK [MQTT-3.2.2-16]
+	}
+	c.info = ClientInfo{ClientID: id, Username: string(cp.Username), HasUsername: cp.UsernameFlag}
+
+	if a := b.opts.Auth; a != nil {
+		switch a.Authenticate(id, cp.Username, cp.Password, cp.UsernameFlag, cp.PasswordFlag) {
+		case codec.Success:
+		case codec.NotAuthorized:
+			b.logf("Client %s from %s: not authorised.", id, c.t.RemoteAddr())
+			return refuse(codec.ConnRefusedNotAuthorized, codec.NotAuthorized, "not authorised")
+		default:
+			b.logf("Client %s from %s: bad username or password.", id, c.t.RemoteAddr())
+			return refuse(codec.ConnRefusedBadCredentials, codec.BadUsernameOrPassword, "bad username or password")
+		}
+	}
+
+	// Keepalive: v5 may be lowered with Server Keep Alive [MQTT-3.2.2-21];
+	// v3 is refused above the limit, as mosquitto does.
+	c.keepalive = cp.KeepAlive
+	serverKeepalive := false
+	if max := b.opts.MaxKeepalive; max > 0 && (c.keepalive == 0 || c.keepalive > max) {
+		if !v5 {
+			return refuse(codec.ConnRefusedIdentifierRejected, codec.UnspecifiedError, "keepalive over max_keepalive")
+		}
+		c.keepalive, serverKeepalive = max, true
+	}
+
+	c.expiry = 0
+	if v5 {
+		c.expiry = p.Props.SessionExpiry
+		c.clientRecv = p.Props.ReceiveMaximum
+		c.clientMaxPkt = p.Props.MaximumPacketSize
+	} else if !cp.CleanStart {
+		c.expiry = neverExpires
+		if d := b.opts.PersistentExpiry; d > 0 {
+			c.expiry = uint32(d / time.Second)
+		}
+	}
+
+	if cp.WillFlag {
+		if a := b.opts.Auth; a != nil && !a.Allow(&c.info, string(cp.WillTopic), AccessWrite) {
+			return refuse(codec.ConnRefusedNotAuthorized, codec.NotAuthorized, "will topic not authorised")
+		}
+		if cp.WillRetain && !b.opts.RetainAvailable {
+			return refuse(codec.ConnRefusedNotAuthorized, codec.RetainNotSupported, "retained will not available")
+		}
+		c.will = newWill(cp, &out.pkt)
+	}
+
+	s, present := b.openSession(c, id, cp.CleanStart)
+	c.s, c.connected = s, true
+	c.resend = present
+
+	var props *codec.Properties
+	if v5 {
+		props = &p.Props // reuse the decoded packet's Properties as scratch for the CONNACK's
+		props.Reset()
+		if assigned {
+			props.AssignedClientID = []byte(id)
+			props.Set(codec.PropAssignedClientID)
+		}
+		if serverKeepalive {
+			props.ServerKeepAlive = c.keepalive
+			props.Set(codec.PropServerKeepAlive)
+		}
+		if b.opts.MaxInflight < 65535 {
+			props.ReceiveMaximum = uint16(b.opts.MaxInflight)
+			props.Set(codec.PropReceiveMaximum)
+		}
+		if b.opts.MaxPacketSize > 0 {
+			props.MaximumPacketSize = uint32(b.opts.MaxPacketSize)
+			props.Set(codec.PropMaximumPacketSize)
+		}
+		if b.opts.MaxTopicAlias > 0 {
+			props.TopicAliasMaximum = b.opts.MaxTopicAlias
+			props.Set(codec.PropTopicAliasMaximum)
+		}
+		if !b.opts.RetainAvailable {
+			props.RetainAvailable = 0
+			props.Set(codec.PropRetainAvailable)
+		}
+	}
+	c.sendConnack(out, c.version, present, codec.Success, props)
+
+	n := b.Stats.ClientsConnected.Add(1)
+	for {
+		max := b.Stats.ClientsMaximum.Load()
+		if n <= max || b.Stats.ClientsMaximum.CompareAndSwap(max, n) {
+			break
+		}
+	}
+	if b.opts.ConnectionMessages {
+		b.logf("New client connected from %s as %s (p%d, c%d, k%d%s).", c.t.RemoteAddr(), id,
+			logProtocol(c.version), b2i(cp.CleanStart), c.keepalive, logUser(cp))
+	}
+	return nil
+}
+
+func (c *Client) sendConnack(out *Output, version byte, present bool, code byte, props *codec.Properties) {
+	p := &out.pkt
+	p.Reset()
+	p.Type, p.SessionPresent, p.ReasonCode = codec.CONNACK, present, code
+	if props != nil {
+		p.Props = *props
+	}
+	out.appendPacket(p, version)
+	c.b.Stats.MessagesSent.Add(1)
+}
+
+// openSession finds or makes the session for id and makes c its owner,
+// taking it over from a connected client [MQTT-3.1.4-2/3]. It reports whether
+// an existing session was resumed (the CONNACK's session present flag).
+func (b *Broker) openSession(c *Client, id string, cleanStart bool) (*Session, bool) {
+	r := &b.registry
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.m[id]
+	if s != nil {
+		s.mu.Lock()
+		if prev := s.owner; prev != nil {
+			prev.kick(codec.SessionTakenOver)
+			s.owner = nil
+		}
+		if cleanStart || s.ended {
+			b.endSessionLocked(s)
+			s.mu.Unlock()
+			s = nil
+		}
+	}
+	present := s != nil
+	if s == nil {
+		s = newSession(b, id)
+		s.mu.Lock()
+		r.m[id] = s
+		b.Stats.ClientsTotal.Add(1)
+	}
+	s.owner, s.woken = c, false
+	s.expiry = c.expiry
+	s.timerGen++ // cancels a pending expiry and delayed will [MQTT-3.1.3-9]
+	s.online.Store(true)
+	s.mu.Unlock()
+	return s, present
+}
+
+// endSessionLocked discards s: subscriptions, queue, inflight. Assumes
+// registry.mu and s.mu are held.
+func (b *Broker) endSessionLocked(s *Session) {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	s.online.Store(false)
+	b.subs.RemoveAll(s)
+	s.clear()
+	if b.registry.m[s.id] == s {
+		delete(b.registry.m, s.id)
+		b.Stats.ClientsTotal.Add(-1)
+	}
+}
+
+// expireSession ends s if it is still disconnected and the expiry timer that
+// fired (gen) was not cancelled by a reconnect.
+func (b *Broker) expireSession(s *Session, gen uint64) {
+	b.registry.mu.Lock()
+	s.mu.Lock()
+	if s.timerGen == gen && s.owner == nil && !s.ended {
+		b.endSessionLocked(s)
+		b.Stats.ClientsExpired.Add(1)
+	}
+	s.mu.Unlock()
+	b.registry.mu.Unlock()
+}
+
+// Closed is called by the transport once the connection is gone (loop-only).
+// It publishes or schedules the will, and ends or keeps the session.
+func (c *Client) Closed(reason error) {
+	if !c.connected {
+		return
+	}
+	c.connected = false
+	b := c.b
+	b.Stats.ClientsConnected.Add(-1)
+	s := c.s
+	kicked := c.kicked.Load() != 0
+
+	b.registry.mu.Lock()
+	s.mu.Lock()
+	owner := s.owner == c
+	if owner {
+		s.owner, s.woken = nil, false
+		s.online.Store(false)
+		s.expiry = c.expiry
+		s.timerGen++
+		if s.expiry == 0 {
+			b.endSessionLocked(s) // [MQTT-3.1.2-?]: session ends with the connection
+		} else if s.expiry != neverExpires {
+			b.timers.add(timer{at: time.Now().Add(time.Duration(s.expiry) * time.Second).UnixNano(),
+				kind: timerExpiry, s: s, gen: s.timerGen})
+		}
+	}
+	gen := s.timerGen
+	s.mu.Unlock()
+	b.registry.mu.Unlock()
+
+	if w := c.will; w != nil {
+		c.will = nil
+		switch {
+		case c.disconnected: // [MQTT-3.1.2-10]: a normal DISCONNECT drops the will
+			w.m.Release()
+		case w.delay > 0 && (kicked || !owner):
+			// A new connection took the session over before the will delay
+			// passed: the will is not sent [MQTT-3.1.3-9].
+			w.m.Release()
+		case w.delay > 0 && c.expiry > 0:
+			d := w.delay
+			if c.expiry < d {
+				d = c.expiry // the will is sent when the session ends, if sooner
+			}
+			b.timers.add(timer{at: time.Now().Add(time.Duration(d) * time.Second).UnixNano(),
+				kind: timerWill, s: s, gen: gen, will: w})
+		default:
+			b.publishWill(c, w)
+		}
+	}
+	if b.opts.ConnectionMessages {
+		switch {
+		case c.disconnected:
+			b.logf("Client %s disconnected.", c.info.ClientID)
+		case reason != nil:
+			b.logf("Client %s closed its connection (%v).", c.info.ClientID, reason)
+		default:
+			b.logf("Client %s closed its connection.", c.info.ClientID)
+		}
+	}
+}
+
+func (b *Broker) assignID() string {
+	var buf [8]byte
+	n := b.idSeq.Add(1)
+	t := uint64(time.Now().UnixNano())
+	for i := range buf {
+		buf[i] = byte((t ^ n<<17) >> (8 * i))
+	}
+	return b.opts.AutoIDPrefix + hex.EncodeToString(buf[:]) + "-" + strconv.FormatUint(n, 36)
+}
+
+// logProtocol is mosquitto's protocol number in connection logs (p1, p2, p5).
+func logProtocol(v byte) int {
+	switch v {
+	case codec.Version31:
+		return 1
+	case codec.Version311:
+		return 2
+	}
+	return int(v)
+}
+
+func logUser(cp *codec.Connect) string {
+	if !cp.UsernameFlag {
+		return ""
+	}
+	return ", u'" + string(cp.Username) + "'"
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

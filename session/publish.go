@@ -1,0 +1,260 @@
+package session
+
+import (
+	"time"
+
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/trie"
+)
+
+// handlePublish routes an inbound PUBLISH and acknowledges it [MQTT-3.3].
+func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
+	b := c.b
+	b.Stats.PublishReceived.Add(1)
+	topic := p.Topic
+	if c.version == codec.Version5 && p.Props.Has(codec.PropTopicAlias) {
+		a := p.Props.TopicAlias
+		if a == 0 || a > b.opts.MaxTopicAlias { // [MQTT-3.3.2-8/9]
+			c.sendDisconnect(out, codec.TopicAliasInvalid)
+			return &Disconnect{Reason: codec.TopicAliasInvalid, Msg: "topic alias out of range"}
+		}
+		if c.aliases == nil {
+			c.aliases = make([][]byte, int(b.opts.MaxTopicAlias)+1)
+		}
+		if len(topic) > 0 {
+			c.aliases[a] = append(c.aliases[a][:0], topic...)
+		} else if topic = c.aliases[a]; len(topic) == 0 { // [MQTT-3.3.4-?]: unknown alias
+			return c.protocolError(out, "unknown topic alias")
+		}
+	}
+	if p.Retain && !b.opts.RetainAvailable { // [MQTT-3.3.1-?]
+		c.sendDisconnect(out, codec.RetainNotSupported)
+		return &Disconnect{Reason: codec.RetainNotSupported, Msg: "retain not available"}
+	}
+
+	reason := codec.Success
+	switch {
+	case b.opts.MessageSizeLimit > 0 && len(p.Payload) > b.opts.MessageSizeLimit:
+		reason = codec.PacketTooLarge
+	case b.opts.Auth != nil && !b.opts.Auth.Allow(&c.info, string(topic), AccessWrite):
+		reason = codec.NotAuthorized
+	}
+
+	switch p.QoS {
+	case 0:
+		if reason == codec.Success {
+			b.route(c.s, topic, p, &out.match, time.Now().UnixNano())
+		}
+	case 1:
+		if reason == codec.Success && b.route(c.s, topic, p, &out.match, time.Now().UnixNano()) == 0 {
+			reason = codec.NoMatchingSubscribers
+		}
+		c.sendAck(out, codec.PUBACK, p.PacketID, reason)
+	case 2:
+		s := c.s
+		s.mu.Lock()
+		dup := s.hasAwaitingRel(p.PacketID)
+		full := !dup && len(s.awaitingRel) >= b.opts.MaxInflight
+		if !dup && !full && reason == codec.Success {
+			s.awaitingRel = append(s.awaitingRel, p.PacketID)
+		}
+		s.mu.Unlock()
+		if full { // [MQTT-3.3.4-9]: more QoS 2 in flight than our Receive Maximum
+			c.sendDisconnect(out, codec.ReceiveMaximumExceeded)
+			return &Disconnect{Reason: codec.ReceiveMaximumExceeded, Msg: "receive maximum exceeded"}
+		}
+		// Exactly once: route only the first time this packet id is seen; a
+		// resent PUBLISH before PUBREL only gets its PUBREC again [MQTT-4.3.3-?].
+		if !dup && reason == codec.Success &&
+			b.route(c.s, topic, p, &out.match, time.Now().UnixNano()) == 0 {
+			reason = codec.NoMatchingSubscribers
+		}
+		c.sendAck(out, codec.PUBREC, p.PacketID, reason)
+	}
+	return nil
+}
+
+// sendAck queues a PUBACK/PUBREC/PUBREL/PUBCOMP; v3 carries no reason.
+func (c *Client) sendAck(out *Output, t codec.PacketType, id uint16, reason byte) {
+	if c.version != codec.Version5 {
+		reason = 0
+	}
+	c.sendSimple(out, t, id, reason)
+}
+
+// handlePuback completes an outgoing QoS 1 message.
+func (c *Client) handlePuback(p *codec.Packet) {
+	s := c.s
+	s.mu.Lock()
+	if s.owner == c {
+		if i := s.findInflight(p.PacketID); i >= 0 && s.inflight[i].e.qos == 1 {
+			s.removeInflight(i)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// handlePubrec moves an outgoing QoS 2 message to the PUBREL step.
+func (c *Client) handlePubrec(p *codec.Packet, out *Output) {
+	s := c.s
+	s.mu.Lock()
+	i := -1
+	if s.owner == c {
+		i = s.findInflight(p.PacketID)
+	}
+	switch {
+	case i < 0 || s.inflight[i].e.qos != 2:
+		s.mu.Unlock()
+		// Not ours (or a v5 error we can't act on): answer so the client
+		// can move on [MQTT-4.3.3-?].
+		c.sendAck(out, codec.PUBREL, p.PacketID, codec.PacketIdentifierNotFound)
+		return
+	case c.version == codec.Version5 && p.ReasonCode >= 0x80:
+		s.removeInflight(i) // the receiver refused it: the flow ends here [MQTT-4.3.3-?]
+		s.mu.Unlock()
+		return
+	}
+	s.inflight[i].pubrel = true
+	s.mu.Unlock()
+	c.sendAck(out, codec.PUBREL, p.PacketID, codec.Success)
+}
+
+// handlePubrel ends an inbound QoS 2 flow.
+func (c *Client) handlePubrel(p *codec.Packet, out *Output) {
+	s := c.s
+	s.mu.Lock()
+	found := s.removeAwaitingRel(p.PacketID)
+	s.mu.Unlock()
+	reason := codec.Success
+	if !found {
+		reason = codec.PacketIdentifierNotFound
+	}
+	c.sendAck(out, codec.PUBCOMP, p.PacketID, reason)
+}
+
+// handlePubcomp completes an outgoing QoS 2 message.
+func (c *Client) handlePubcomp(p *codec.Packet) {
+	s := c.s
+	s.mu.Lock()
+	if s.owner == c {
+		if i := s.findInflight(p.PacketID); i >= 0 && s.inflight[i].pubrel {
+			s.removeInflight(i)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// route publishes a PUBLISH that aliases an inbound buffer: the retained
+// store is updated, and a message copied once (shared by the retained store
+// and every queue) goes to every matching subscriber. It returns the number
+// of subscribers the message went to.
+func (b *Broker) route(from *Session, topic []byte, p *codec.Packet, r *trie.Result, now int64) int {
+	var m *Message
+	if p.Retain {
+		if len(p.Payload) == 0 {
+			b.clearRetained(topic)
+		} else {
+			m = newMessage(topic, p, now)
+			b.storeRetained(m)
+		}
+	}
+	var fromSub trie.Subscriber
+	if from != nil {
+		fromSub = from
+	}
+	b.subs.Match(topic, fromSub, r)
+	n := 0
+	if len(r.Subs)+len(r.Shared) > 0 {
+		if m == nil {
+			m = newMessage(topic, p, now)
+		}
+		n = b.deliverAll(m, r)
+	}
+	if m != nil {
+		m.Release()
+	}
+	return n
+}
+
+// routeMessage is route for a message already copied (wills).
+func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Result) int {
+	if m.Retain {
+		b.storeRetained(m)
+	}
+	var fromSub trie.Subscriber
+	if from != nil {
+		fromSub = from
+	}
+	b.subs.Match(m.Topic, fromSub, r)
+	return b.deliverAll(m, r)
+}
+
+// deliverAll queues m for every delivery of r, with the QoS downgraded to the
+// subscription's [MQTT-3.8.4-8] and the RETAIN flag cleared unless the
+// subscription asked for retain-as-published [MQTT-3.3.1-12/13].
+func (b *Broker) deliverAll(m *Message, r *trie.Result) int {
+	n := 0
+	for _, set := range [2][]trie.Delivery{r.Subs, r.Shared} {
+		for i := range set {
+			d := &set[i]
+			s, ok := d.Sub.(*Session)
+			if !ok {
+				continue
+			}
+			if a := b.opts.Auth; a != nil && !b.allowRead(s, m) {
+				continue
+			}
+			qos := m.QoS
+			if d.QoS < qos {
+				qos = d.QoS
+			}
+			if s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// allowRead checks the subscriber's read access to m's topic.
+func (b *Broker) allowRead(s *Session, m *Message) bool {
+	s.mu.Lock()
+	owner := s.owner
+	s.mu.Unlock()
+	info := &ClientInfo{ClientID: s.id}
+	if owner != nil {
+		info = &owner.info
+	}
+	return b.opts.Auth.Allow(info, string(m.Topic), AccessRead)
+}
+
+// clearRetained removes the retained message of topic: a retained PUBLISH
+// with an empty payload [MQTT-3.3.1-6/7].
+func (b *Broker) clearRetained(topic []byte) {
+	b.retainMu.Lock()
+	old, ok := b.retained.Delete(string(topic))
+	b.retainMu.Unlock()
+	if ok {
+		old.Release()
+		b.Stats.RetainedMessages.Add(-1)
+	}
+}
+
+// storeRetained keeps a reference to m as the retained message of its topic,
+// or clears the topic when m's payload is empty [MQTT-3.3.1-5].
+func (b *Broker) storeRetained(m *Message) {
+	if len(m.Payload) == 0 {
+		b.clearRetained(m.Topic)
+		return
+	}
+	m.retain()
+	b.retainMu.Lock()
+	old, had := b.retained.Get(string(m.Topic))
+	b.retained.Set(string(m.Topic), m)
+	b.retainMu.Unlock()
+	if had {
+		old.Release()
+	} else {
+		b.Stats.RetainedMessages.Add(1)
+	}
+}

@@ -1,0 +1,187 @@
+package session
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+)
+
+// Session is the state of one client id that outlives its connections
+// [MQTT-4.1]: the outgoing queue, the inflight windows both ways, and expiry.
+// Subscriptions live in the broker's trie, keyed by the *Session. Messages are
+// delivered into the queue from any goroutine; the connected Client drains it
+// on its own loop.
+//
+// Lock order: registry.mu, then Session.mu. The trie's locks may be taken
+// while holding either; the trie never calls back into a session except
+// Busy, which takes no lock.
+type Session struct {
+	b  *Broker
+	id string
+
+	online atomic.Bool  // a client is connected (read by Busy without the lock)
+	queued atomic.Int32 // len(queue), mirrored for Busy
+
+	mu          sync.Mutex
+	owner       *Client // connected client, nil when offline; guarded by mu
+	woken       bool    // owner has been asked to drain and has not yet
+	queue       []entry // messages not yet sent, oldest first, from head
+	head        int
+	queuedBytes int
+	inflight    []inflight // outgoing QoS 1/2 not yet complete, in send order
+	nextID      uint16
+	awaitingRel []uint16 // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
+	expiry      uint32   // session expiry interval, seconds (math.MaxUint32: never)
+	timerGen    uint64   // bumps to cancel pending expiry / will timers
+	ended       bool
+}
+
+// entry is one message waiting in a session's queue.
+type entry struct {
+	m      *Message
+	qos    byte
+	retain bool     // the RETAIN flag to send
+	ids    []uint32 // subscription identifiers (immutable, owned by the trie)
+}
+
+// inflight is an outgoing QoS 1/2 message awaiting acknowledgement.
+type inflight struct {
+	id     uint16
+	e      entry
+	pubrel bool // PUBREC received: PUBREL sent, awaiting PUBCOMP
+}
+
+func newSession(b *Broker, id string) *Session {
+	return &Session{b: b, id: id}
+}
+
+// ID is the client identifier.
+func (s *Session) ID() string { return s.id }
+
+// Busy implements trie.Subscriber: a shared-subscription pick skips members
+// that are offline or whose queue is full.
+func (s *Session) Busy() bool {
+	if !s.online.Load() {
+		return true
+	}
+	limit := s.b.opts.MaxQueuedMessages
+	return limit > 0 && int(s.queued.Load()) >= limit
+}
+
+// deliver queues m for this session with the given QoS and flags, and wakes
+// the owner loop when the queue goes from idle to pending. Any goroutine.
+// Returns false when the message was dropped (queue full, or QoS 0 for an
+// offline session).
+func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32) bool {
+	opts := &s.b.opts
+	s.mu.Lock()
+	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0) {
+		s.mu.Unlock()
+		return false
+	}
+	n := len(s.queue) - s.head
+	if (opts.MaxQueuedMessages > 0 && n >= opts.MaxQueuedMessages) ||
+		(opts.MaxQueuedBytes > 0 && s.queuedBytes+len(m.Payload) > opts.MaxQueuedBytes) {
+		s.mu.Unlock()
+		s.b.Stats.PublishDropped.Add(1)
+		return false
+	}
+	m.retain()
+	s.queue = append(s.queue, entry{m: m, qos: qos, retain: retain, ids: ids})
+	s.queuedBytes += len(m.Payload)
+	s.queued.Store(int32(n + 1))
+	var wake *Client
+	if s.owner != nil && !s.woken {
+		s.woken = true
+		wake = s.owner
+	}
+	s.mu.Unlock()
+	if wake != nil {
+		wake.t.Wake()
+	}
+	return true
+}
+
+// pop removes the oldest queued entry. Assumes s.mu is held and the queue is not empty.
+func (s *Session) pop() entry {
+	e := s.queue[s.head]
+	s.queue[s.head] = entry{}
+	s.head++
+	s.queuedBytes -= len(e.m.Payload)
+	if s.head == len(s.queue) {
+		if cap(s.queue) > 1024 { // give a burst's memory back
+			s.queue = nil
+		}
+		s.queue, s.head = s.queue[:0], 0
+	}
+	s.queued.Store(int32(len(s.queue) - s.head))
+	return e
+}
+
+// allocID returns a packet id not in flight [MQTT-2.2.1-3]. Assumes s.mu is
+// held and fewer than 65535 messages are in flight.
+func (s *Session) allocID() uint16 {
+	for {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		if s.findInflight(s.nextID) < 0 {
+			return s.nextID
+		}
+	}
+}
+
+// findInflight returns the index of id in the inflight window, or -1. Acks
+// mostly come in order, so the front is checked first.
+func (s *Session) findInflight(id uint16) int {
+	for i := range s.inflight {
+		if s.inflight[i].id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *Session) removeInflight(i int) {
+	s.inflight[i].e.m.Release()
+	copy(s.inflight[i:], s.inflight[i+1:])
+	s.inflight[len(s.inflight)-1] = inflight{}
+	s.inflight = s.inflight[:len(s.inflight)-1]
+}
+
+func (s *Session) hasAwaitingRel(id uint16) bool {
+	for _, x := range s.awaitingRel {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Session) removeAwaitingRel(id uint16) bool {
+	for i, x := range s.awaitingRel {
+		if x == id {
+			s.awaitingRel[i] = s.awaitingRel[len(s.awaitingRel)-1]
+			s.awaitingRel = s.awaitingRel[:len(s.awaitingRel)-1]
+			return true
+		}
+	}
+	return false
+}
+
+// clear drops every queued and inflight message. Assumes s.mu is held.
+func (s *Session) clear() {
+	for s.head < len(s.queue) {
+		s.pop().m.Release()
+	}
+	for i := range s.inflight {
+		s.inflight[i].e.m.Release()
+	}
+	s.inflight, s.queue, s.head, s.queuedBytes = nil, nil, 0, 0
+	s.awaitingRel = nil
+	s.queued.Store(0)
+}
+
+// neverExpires is the v5 session expiry that means "never" [MQTT-3.1.2-?].
+const neverExpires = math.MaxUint32
