@@ -9,7 +9,9 @@ import (
 
 // equalPackets compares two packets field by field, treating nil and empty
 // slices alike (a decoded empty topic aliases the input; a literal is nil).
-func equalPackets(a, b *Packet) bool { return equalValues(reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()) }
+func equalPackets(a, b *Packet) bool {
+	return equalValues(reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem())
+}
 
 func equalValues(a, b reflect.Value) bool {
 	switch a.Kind() {
