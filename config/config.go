@@ -1,0 +1,258 @@
+// Package config reads mosquitto.conf: the same keys, defaults and
+// validation as mosquitto 2.0, so that `midge -c mosquitto.conf` starts from
+// a user's existing file. Keys whose feature midge has not built yet are
+// parsed, validated and recorded; Unsupported reports them so that the broker
+// refuses to start rather than silently ignore them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Pos is where a setting was read.
+type Pos struct {
+	File string
+	Line int
+}
+
+func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
+
+// Error is a configuration error: file, line, key and what is wrong.
+type Error struct {
+	Pos
+	Key string // empty when the line has no usable key
+	Msg string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Pos, e.Key, e.Msg)
+}
+
+// Config is a parsed configuration. Durations are zero when "never" or
+// "disabled", as the comments say.
+type Config struct {
+	// Listeners in the order mosquitto opens them: `listener` blocks in file
+	// order, then the default listener when `port`, `bind_address` or
+	// another listener key was given before the first `listener` line.
+	Listeners []*Listener
+	// LocalOnly is true when the file configures no listener: mosquitto 2
+	// then listens on 127.0.0.1:1883 only and allows anonymous clients.
+	LocalOnly bool
+
+	// PerListenerSettings: when true, each listener's Security applies;
+	// when false, Security below applies to all listeners.
+	PerListenerSettings bool
+	Security            Security
+
+	MaxInflightMessages int   // 0: no limit; default 20
+	MaxQueuedMessages   int   // 0: no limit; default 1000
+	MaxQueuedBytes      int64 // 0: no limit
+	MaxPacketSize       int   // 0: no limit, else >= 20
+	MessageSizeLimit    int   // 0: no limit
+	MaxKeepalive        int   // seconds, 10..65535; default 65535
+	RetainAvailable     bool  // default true
+	// PersistentClientExpiration: 0 means persistent sessions never expire.
+	PersistentClientExpiration time.Duration
+	SysInterval                time.Duration // 0 disables $SYS; default 10s
+
+	LogTypes           LogType // default Error|Warning|Notice|Information
+	LogDests           []LogDest
+	LogTimestamp       bool   // default true
+	LogTimestampFormat string // strftime format; empty: seconds since epoch
+	ConnectionMessages bool   // default true
+
+	Persistence         bool
+	PersistenceLocation string
+	PersistenceFile     string        // default "mosquitto.db"
+	AutosaveInterval    time.Duration // default 30m; 0: only on exit
+
+	// MetricsListener is midge's own: an address for Prometheus /metrics.
+	MetricsListener string
+
+	uses []use // settings whose feature may not be built yet
+}
+
+// Listener is one `listener` block (or the default listener).
+type Listener struct {
+	Pos            Pos    // the `listener` line; for the default listener, its first key
+	Port           int    // 1..65535; 0 only in midge: pick a free port
+	Bind           string // address or host; empty: all interfaces
+	Protocol       string // "mqtt" or "websockets"
+	MaxConnections int    // -1: unlimited
+	MountPoint     string
+	MaxTopicAlias  int // default 10
+
+	CAFile, CAPath, CertFile, KeyFile string
+	Ciphers                           string
+	TLSVersion                        string // "", "tlsv1.1", "tlsv1.2", "tlsv1.3"
+	RequireCertificate                bool
+	UseIdentityAsUsername             bool
+
+	// Security applies when Config.PerListenerSettings is true.
+	Security Security
+
+	isDefault bool
+	keys      int // how many keys configured this listener
+}
+
+// TLS reports whether the listener serves TLS (certfile and keyfile set).
+func (l *Listener) TLS() bool { return l.CertFile != "" }
+
+// Security is the set of options that per_listener_settings moves between the
+// global scope and each listener.
+type Security struct {
+	AllowAnonymous          bool
+	PasswordFile            string
+	ACLFile                 string
+	AllowZeroLengthClientID bool   // default true
+	AutoIDPrefix            string // default "auto-"
+
+	anonymousSet bool
+}
+
+// SecurityFor returns the security options that apply to clients of l.
+func (c *Config) SecurityFor(l *Listener) *Security {
+	if c.PerListenerSettings {
+		return &l.Security
+	}
+	return &c.Security
+}
+
+// LogType is a set of log_type values.
+type LogType uint16
+
+const (
+	LogDebug LogType = 1 << iota
+	LogError
+	LogWarning
+	LogNotice
+	LogInformation
+	LogSubscribe
+	LogUnsubscribe
+	LogWebsockets
+	LogNone LogType = 0
+	LogAll  LogType = LogWebsockets<<1 - 1
+)
+
+var logTypeNames = map[string]LogType{
+	"debug": LogDebug, "error": LogError, "warning": LogWarning, "notice": LogNotice,
+	"information": LogInformation, "subscribe": LogSubscribe, "unsubscribe": LogUnsubscribe,
+	"websockets": LogWebsockets, "none": LogNone, "all": LogAll,
+}
+
+// LogDest is one log_dest: Kind is "stdout", "stderr", "file" (with Path),
+// "syslog", "topic" or "dlt". `log_dest none` leaves LogDests empty.
+type LogDest struct {
+	Kind string
+	Path string
+}
+
+func defaultSecurity() Security {
+	return Security{AllowZeroLengthClientID: true, AutoIDPrefix: "auto-"}
+}
+
+func defaultListener() *Listener {
+	return &Listener{Protocol: "mqtt", MaxConnections: -1, MaxTopicAlias: 10, Security: defaultSecurity()}
+}
+
+func newConfig() *Config {
+	return &Config{
+		Security:            defaultSecurity(),
+		MaxInflightMessages: 20,
+		MaxQueuedMessages:   1000,
+		MaxKeepalive:        65535,
+		RetainAvailable:     true,
+		SysInterval:         10 * time.Second,
+		LogTypes:            LogError | LogWarning | LogNotice | LogInformation,
+		LogDests:            []LogDest{{Kind: "stderr"}},
+		LogTimestamp:        true,
+		ConnectionMessages:  true,
+		PersistenceFile:     "mosquitto.db",
+		AutosaveInterval:    1800 * time.Second,
+	}
+}
+
+// Default is mosquitto 2's configuration with no config file: one listener on
+// 127.0.0.1:1883, anonymous clients allowed.
+func Default() *Config {
+	c := newConfig()
+	c.finish()
+	return c
+}
+
+// finish applies the defaults that depend on the whole file.
+func (c *Config) finish() {
+	if len(c.Listeners) == 0 {
+		l := defaultListener()
+		l.Port, l.Bind, l.isDefault = 1883, "127.0.0.1", true
+		l.Security.AllowAnonymous = true
+		c.Listeners = []*Listener{l}
+		c.LocalOnly = true
+		// mosquitto 2: local-only mode allows anonymous clients whatever
+		// the file says.
+		c.Security.AllowAnonymous = true
+		return
+	}
+	// With a listener configured, anonymous access is off unless set.
+	for _, l := range c.Listeners {
+		if l.Port == 0 && l.isDefault {
+			l.Port = 1883
+		}
+		if !l.Security.anonymousSet {
+			l.Security.AllowAnonymous = false
+		}
+	}
+	if !c.Security.anonymousSet {
+		c.Security.AllowAnonymous = false
+	}
+}
+
+// Feature is something a setting turns on that midge may not have built yet.
+type Feature string
+
+const (
+	FeaturePersistence Feature = "persistence"
+	FeatureTLS         Feature = "TLS listeners"
+	FeatureWebsockets  Feature = "WebSocket listeners"
+	FeatureMountPoint  Feature = "mount points"
+	FeatureUnixSocket  Feature = "Unix socket listeners"
+	FeatureLogSyslog   Feature = "logging to syslog"
+	FeatureLogTopic    Feature = "logging to $SYS topics"
+	FeatureLogDLT      Feature = "logging to DLT"
+)
+
+// NotBuilt lists the features the broker cannot serve yet. Delete an entry
+// when its feature lands; Unsupported then stops refusing its settings.
+var NotBuilt = map[Feature]bool{
+	FeaturePersistence: true,
+	FeatureTLS:         true,
+	FeatureWebsockets:  true,
+	FeatureMountPoint:  true,
+	FeatureUnixSocket:  true,
+	FeatureLogSyslog:   true,
+	FeatureLogTopic:    true,
+	FeatureLogDLT:      true,
+}
+
+type use struct {
+	pos     Pos
+	key     string
+	feature Feature
+}
+
+// Unsupported returns an error naming file:line:key for every setting in use
+// whose feature is in NotBuilt, or nil. The broker calls it before starting.
+func (c *Config) Unsupported() error {
+	var errs []error
+	for _, u := range c.uses {
+		if NotBuilt[u.feature] {
+			errs = append(errs, &Error{Pos: u.pos, Key: u.key, Msg: "not supported yet (" + string(u.feature) + ")"})
+		}
+	}
+	return errors.Join(errs...)
+}
