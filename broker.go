@@ -23,6 +23,7 @@ import (
 
 	"github.com/midge-mqtt/midge/loop"
 	"github.com/midge-mqtt/midge/session"
+	"github.com/midge-mqtt/midge/sys"
 )
 
 // version is reported by --version and $SYS/broker/version.
@@ -134,6 +135,10 @@ func runBroker(args []string, stderr io.Writer) int {
 	for _, a := range srv.Addrs() {
 		tsLogger.Printf("Opening ipv4 listen socket on %s.", a)
 	}
+
+	sysCtx, stopSys := context.WithCancel(context.Background())
+	defer stopSys()
+	go sys.New(broker, version, 10*time.Second).Run(sysCtx)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

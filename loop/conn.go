@@ -16,6 +16,7 @@ type conn struct {
 	gc      gnet.Conn
 	ls      *loopState
 	client  *session.Client
+	stats   *session.Stats
 	dec     codec.Decoder
 	remote  string
 	lastIn  int64 // unix seconds of the last packet received
@@ -43,7 +44,8 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := s.loopOf(gc.EventLoop())
-	c := &conn{gc: gc, ls: ls, remote: gc.RemoteAddr().String(), lastIn: time.Now().Unix()}
+	c := &conn{gc: gc, ls: ls, remote: gc.RemoteAddr().String(), lastIn: time.Now().Unix(),
+		stats: &s.broker.Stats}
 	c.dec.MaxPacketSize = s.cfg.MaxPacketSize
 	c.client = s.broker.NewClient(c)
 	gc.SetContext(c)
@@ -101,6 +103,12 @@ func (c *conn) readFrames(out *session.Output) error {
 	gc := c.gc
 	pkt := &c.ls.pkt
 	got := false
+	read := 0
+	defer func() {
+		if read > 0 {
+			c.stats.BytesReceived.Add(int64(read))
+		}
+	}()
 	for {
 		buffered := gc.InboundBuffered()
 		if buffered < 2 {
@@ -127,6 +135,7 @@ func (c *conn) readFrames(out *session.Output) error {
 			return c.client.HandleError(err, out)
 		}
 		got = true
+		read += total
 		err = c.client.Handle(pkt, out)
 		_, _ = gc.Discard(total)
 		if err != nil {
@@ -235,6 +244,7 @@ func (c *conn) flush(out *session.Output) {
 	if out.Empty() {
 		return
 	}
+	c.stats.BytesSent.Add(int64(out.Len()))
 	_, _ = c.gc.Writev(out.Vectors())
 	out.Done()
 }

@@ -90,11 +90,13 @@ type Stats struct {
 	PublishReceived   atomic.Int64
 	PublishSent       atomic.Int64
 	PublishDropped    atomic.Int64
-	BytesReceived     atomic.Int64
+	PublishBytesRecv  atomic.Int64 // payload bytes of PUBLISH received
+	PublishBytesSent  atomic.Int64
+	BytesReceived     atomic.Int64 // all bytes, counted by the transport
 	BytesSent         atomic.Int64
 	RetainedMessages  atomic.Int64
-	InflightDropped   atomic.Int64
-	ConnectionsOpened atomic.Int64
+	ConnectionsOpened atomic.Int64 // sockets accepted, ever
+	Connects          atomic.Int64 // CONNECTs accepted, ever
 }
 
 // Broker is the state shared by all connections: subscriptions, retained

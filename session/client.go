@@ -307,6 +307,7 @@ func (c *Client) writePublish(out *Output, e *entry, id uint16, dup bool, now in
 	}
 	out.appendPublish(p, c.version, m)
 	c.b.Stats.PublishSent.Add(1)
+	c.b.Stats.PublishBytesSent.Add(int64(len(m.Payload)))
 	c.b.Stats.MessagesSent.Add(1)
 	return true
 }

@@ -141,6 +141,7 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 	}
 	c.sendConnack(out, c.version, present, codec.Success, props)
 
+	b.Stats.Connects.Add(1)
 	n := b.Stats.ClientsConnected.Add(1)
 	for {
 		max := b.Stats.ClientsMaximum.Load()

@@ -11,6 +11,7 @@ import (
 func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 	b := c.b
 	b.Stats.PublishReceived.Add(1)
+	b.Stats.PublishBytesRecv.Add(int64(len(p.Payload)))
 	topic := p.Topic
 	if c.version == codec.Version5 && p.Props.Has(codec.PropTopicAlias) {
 		a := p.Props.TopicAlias
