@@ -19,7 +19,7 @@ type conn struct {
 	stats   *session.Stats
 	dec     codec.Decoder
 	remote  string
-	lastIn  int64 // unix seconds of the last packet received
+	lastIn  int64 // unix milliseconds of the last packet received
 	closed  bool
 	stalled bool
 
@@ -44,7 +44,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := s.loopOf(gc.EventLoop())
-	c := &conn{gc: gc, ls: ls, remote: gc.RemoteAddr().String(), lastIn: time.Now().Unix(),
+	c := &conn{gc: gc, ls: ls, remote: gc.RemoteAddr().String(), lastIn: time.Now().UnixMilli(),
 		stats: &s.broker.Stats}
 	c.dec.MaxPacketSize = s.cfg.MaxPacketSize
 	c.client = s.broker.NewClient(c)
@@ -55,7 +55,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		s.log.Printf("Connection from %s refused: max_connections (%d) reached.", c.remote, max)
 		return nil, gnet.Close
 	}
-	ls.wheel.add(c, c.lastIn+int64(s.cfg.ConnectTimeout/time.Second))
+	ls.wheel.add(c, ceilSecond(c.lastIn+s.cfg.ConnectTimeout.Milliseconds()))
 	return nil, gnet.None
 }
 
@@ -143,7 +143,7 @@ func (c *conn) readFrames(out *session.Output) error {
 		}
 	}
 	if got {
-		c.lastIn = time.Now().Unix()
+		c.lastIn = time.Now().UnixMilli()
 		if !c.stalled && c.client.Connected() {
 			c.schedule()
 		}
@@ -152,44 +152,51 @@ func (c *conn) readFrames(out *session.Output) error {
 }
 
 // schedule puts the connection in the wheel at its keepalive deadline:
-// 1.5 times the keepalive after the last packet [MQTT-3.1.2-24]. It only
-// moves the entry when the deadline is missing (after CONNECT).
+// 1.5 times the keepalive after the last packet [MQTT-3.1.2-24]. Traffic
+// does not move an entry that is due earlier (expire looks again then); only
+// a missing entry, or one due later (the CONNECT timeout), is moved.
 func (c *conn) schedule() {
 	ka := int64(c.client.Keepalive())
 	if ka == 0 {
 		c.ls.wheel.remove(c)
 		return
 	}
-	if c.wheelAt == 0 || c.wheelAt < c.lastIn {
-		c.ls.wheel.add(c, c.lastIn+ka*3/2)
-	} else if c.wheelAt > c.lastIn+ka*3/2 { // CONNECT timeout entry, or keepalive lowered
-		c.ls.wheel.add(c, c.lastIn+ka*3/2)
+	at := ceilSecond(c.keepaliveDeadline())
+	if c.wheelAt == 0 || c.wheelAt > at {
+		c.ls.wheel.add(c, at)
 	}
 }
 
-// expire is called by the wheel when a deadline comes: close the connection
-// if it has been silent too long, else schedule it again. Loop-only.
+// keepaliveDeadline is when the connection is closed if silent, in unix ms.
+func (c *conn) keepaliveDeadline() int64 {
+	return c.lastIn + int64(c.client.Keepalive())*1500
+}
+
+// ceilSecond rounds unix milliseconds up to the wheel's second.
+func ceilSecond(ms int64) int64 { return (ms + 999) / 1000 }
+
+// expire is called by the wheel when a deadline's second has come: close the
+// connection if it has been silent too long, else schedule it again.
+// Loop-only.
 func (s *Server) expire(c *conn) {
 	if c.closed {
 		return
 	}
-	now := time.Now().Unix()
 	if !c.client.Connected() {
 		s.log.Printf("Client %s: no CONNECT within %s, closing.", c.remote, s.cfg.ConnectTimeout)
 		_ = c.gc.Close()
 		return
 	}
-	ka := int64(c.client.Keepalive())
-	if ka == 0 {
+	if c.client.Keepalive() == 0 {
 		return
 	}
-	deadline := c.lastIn + ka*3/2
-	if now >= deadline {
+	deadline := c.keepaliveDeadline()
+	if time.Now().UnixMilli() >= deadline {
 		s.log.Printf("Client %s has exceeded timeout, disconnecting.", c.client.ID())
 		c.client.Kick(codec.KeepAliveTimeout)
 		return
 	}
-	c.ls.wheel.add(c, deadline)
+	c.ls.wheel.add(c, ceilSecond(deadline))
 }
 
 // drain moves queued messages into out, within a per-turn budget; a
