@@ -59,7 +59,10 @@ func (r *Result) reset() {
 //
 // On a cache hit Match takes one read lock and allocates nothing; without the
 // cache it read-locks the topic's literal shard and up to two wildcard
-// stripes, one after the other.
+// stripes, one after the other. So a Match running alongside Subscribe and
+// Unsubscribe calls sees each of them entirely or not at all, and every call
+// that returned before Match began, but is not one atomic snapshot of all of
+// them: it may see a subscriber's new filter and its old one together.
 func (t *Trie) Match(topic []byte, from Subscriber, r *Result) {
 	r.reset()
 	if len(topic) == 0 {

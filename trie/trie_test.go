@@ -362,7 +362,11 @@ func TestRandomAgainstOracle(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, 2))
 		m := newModel()
 		subs := newSubs(6, "s")
-		for i := range 3000 {
+		steps := 3000
+		if raceEnabled {
+			steps = 600
+		}
+		for i := range steps {
 			s := subs[rng.IntN(len(subs))]
 			f := randomFilter(rng)
 			if rng.IntN(3) == 0 {
