@@ -1,13 +1,25 @@
 // Command midge is an MQTT broker (3.1, 3.1.1, 5.0) and mosquitto's tools in one binary.
 //
-//	midge [broker flags]      the broker
-//	midge pub|sub|rr|passwd|dump|bench ...
+//	midge [broker flags]        the broker (mosquitto's flags)
+//	midge pub|sub|rr ...        mosquitto_pub, mosquitto_sub, mosquitto_rr
+//	midge passwd ...            mosquitto_passwd
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+
+	"github.com/midge-mqtt/midge/tools"
 )
+
+// subcommands maps `midge NAME` to the tool that implements it.
+var subcommands = map[string]func(args []string, stdin io.Reader, stdout, stderr io.Writer) int{
+	"pub":    tools.Pub,
+	"sub":    tools.Sub,
+	"rr":     tools.RR,
+	"passwd": tools.Passwd,
+}
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -15,8 +27,11 @@ func main() {
 
 func run(args []string) int {
 	if len(args) > 0 {
+		if tool, ok := subcommands[args[0]]; ok {
+			return tool(args[1:], os.Stdin, os.Stdout, os.Stderr)
+		}
 		switch args[0] {
-		case "pub", "sub", "rr", "passwd", "dump", "bench":
+		case "dump", "bench":
 			fmt.Fprintf(os.Stderr, "midge %s: not built yet\n", args[0])
 			return 1
 		}
