@@ -70,9 +70,7 @@ func (t *Trie) Match(topic []byte, from Subscriber, r *Result) {
 	}
 	sh := &t.lits[maphash.Bytes(t.seed, topic)&t.mask]
 	if !t.cache {
-		t.collect(sh, topic, r)
-		r.dedupe(from)
-		r.pickShared(r.groups)
+		t.matchUncached(sh, topic, from, r)
 		return
 	}
 	c := &sh.cache
@@ -88,6 +86,13 @@ func (t *Trie) Match(topic []byte, from Subscriber, r *Result) {
 		r.reset()
 	}
 	e.fill(from, r)
+}
+
+// matchUncached is Match without the cache (and the benchmark of it).
+func (t *Trie) matchUncached(sh *litShard, topic []byte, from Subscriber, r *Result) {
+	t.collect(sh, topic, r)
+	r.dedupe(from)
+	r.pickShared(r.groups)
 }
 
 // collect appends the matching subscriptions and groups to r.raw and
