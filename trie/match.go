@@ -99,7 +99,12 @@ func (t *Trie) matchUncached(sh *litShard, topic []byte, from Subscriber, r *Res
 // r.groups, holding one read lock at a time.
 func (t *Trie) collect(sh *litShard, topic []byte, r *Result) {
 	sh.mu.RLock()
-	r.raw = append(r.raw, sh.subs[string(topic)]...)
+	if x, ok := sh.subs[string(topic)]; ok {
+		r.raw = append(r.raw, x)
+		if len(sh.extra) > 0 {
+			r.raw = append(r.raw, sh.extra[string(topic)]...)
+		}
+	}
 	if len(sh.groups) > 0 {
 		r.groups = append(r.groups, sh.groups[string(topic)]...)
 	}

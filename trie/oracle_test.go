@@ -176,7 +176,7 @@ func (t *Trie) nodes() int {
 	for i := range t.lits {
 		sh := &t.lits[i]
 		sh.mu.RLock()
-		n += len(sh.subs) + len(sh.groups) + len(sh.reg.first) + len(sh.reg.more)
+		n += len(sh.subs) + len(sh.extra) + len(sh.groups) + len(sh.reg.first) + len(sh.reg.more)
 		sh.mu.RUnlock()
 	}
 	for i := range t.wild {

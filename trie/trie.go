@@ -63,7 +63,8 @@ type Trie struct {
 // results of the topics whose hash falls in it.
 type litShard struct {
 	mu     sync.RWMutex
-	subs   map[string][]sub    // filter → ordinary subscriptions
+	subs   map[string]sub      // filter → its first ordinary subscription, inline: most topics have one
+	extra  map[string][]sub    // filter → the others, in subscription order
 	groups map[string][]*group // filter → shared groups on that (literal) filter
 	reg    registry            // subscriber → its filters here, for RemoveAll
 	cache  cache
@@ -127,7 +128,8 @@ func New(cfg Config) *Trie {
 	}
 	for i := range t.lits {
 		sh := &t.lits[i]
-		sh.subs = make(map[string][]sub)
+		sh.subs = make(map[string]sub)
+		sh.extra = make(map[string][]sub)
 		sh.groups = make(map[string][]*group)
 		sh.cache.max = per
 		if per > 0 {
@@ -174,12 +176,11 @@ func (t *Trie) Subscribe(s Subscriber, filter string, o Options) (existed bool, 
 			list, existed, changed = joinGroup(sh.groups[target], share, x)
 			sh.groups[target] = list
 		} else {
-			list, ok := sh.subs[target]
-			if !ok {
-				target = strings.Clone(target) // the new map key, shared with the registry
-				filter, owned = target, true
+			var key string
+			existed, key = sh.put(target, x)
+			if key != "" {
+				filter, owned = key, true // the new map key, shared with the registry
 			}
-			sh.subs[target], existed = putSub(list, x)
 			changed = true
 		}
 		if !existed {
@@ -281,14 +282,8 @@ func (t *Trie) removeLiteral(sh *litShard, s Subscriber, filter string) bool {
 		}
 	} else {
 		target = filter
-		var list []sub
-		list, existed = dropSub(sh.subs[target], s)
+		existed = sh.drop(target, s)
 		changed = existed
-		if len(list) == 0 {
-			delete(sh.subs, target)
-		} else if existed {
-			sh.subs[target] = list
-		}
 	}
 	if existed {
 		sh.reg.remove(s, filter)
@@ -336,6 +331,53 @@ func (t *Trie) dropMatching(filter string) {
 	for i := range t.lits {
 		t.lits[i].cache.dropFilter(filter)
 	}
+}
+
+// put adds or replaces the subscription of x.s to a literal filter; key is
+// the filter's new map key when the filter was not held before. Assumes the
+// write lock.
+func (sh *litShard) put(filter string, x sub) (existed bool, key string) {
+	first, ok := sh.subs[filter]
+	switch {
+	case !ok:
+		key = strings.Clone(filter)
+		sh.subs[key] = x
+		return false, key
+	case first.s == x.s:
+		sh.subs[filter] = x
+		return true, ""
+	}
+	sh.extra[filter], existed = putSub(sh.extra[filter], x)
+	return existed, ""
+}
+
+// drop removes the subscription of s to a literal filter, keeping the
+// others' order. Assumes the write lock.
+func (sh *litShard) drop(filter string, s Subscriber) bool {
+	first, ok := sh.subs[filter]
+	if !ok {
+		return false
+	}
+	rest := sh.extra[filter]
+	if first.s == s {
+		if len(rest) == 0 {
+			delete(sh.subs, filter)
+			return true
+		}
+		sh.subs[filter] = rest[0]
+		rest, _ = dropSub(rest, rest[0].s)
+	} else {
+		var existed bool
+		if rest, existed = dropSub(rest, s); !existed {
+			return false
+		}
+	}
+	if len(rest) == 0 {
+		delete(sh.extra, filter)
+	} else {
+		sh.extra[filter] = rest
+	}
+	return true
 }
 
 // putSub replaces the subscription of x.s in place or appends x.

@@ -263,6 +263,11 @@ func TestReplaceKeepsPlace(t *testing.T) {
 			}
 		}
 		var r Result
+		// Leaving keeps the others' order.
+		tr.Unsubscribe(s[0], "lit/a")
+		if tr.Match([]byte("lit/a"), nil, &r); !slices.EqualFunc(r.Subs, s[1:], func(d Delivery, x *testSub) bool { return d.Sub == x }) {
+			t.Errorf("after s0 left: %v, want s1 s2 s3", r.Subs)
+		}
 		tr.Match([]byte("lit/a"), nil, &r)
 		first := slices.Index(s, r.Shared[0].Sub.(*testSub))
 		for i := 1; i < 8; i++ {
