@@ -176,7 +176,7 @@ func (r *rawConn) subscribe(id uint16, sub codec.Subscription, subID uint32) {
 	}
 }
 
-// publish sends a PUBLISH and, for QoS 1, waits for its PUBACK.
+// publish sends a PUBLISH and completes its QoS 1 or 2 flow.
 func (r *rawConn) publish(topic, payload string, qos byte, id uint16, props func(*codec.Properties)) {
 	r.t.Helper()
 	p := &codec.Packet{Type: codec.PUBLISH, Topic: []byte(topic), Payload: []byte(payload), QoS: qos, PacketID: id}
@@ -184,9 +184,18 @@ func (r *rawConn) publish(topic, payload string, qos byte, id uint16, props func
 		props(&p.Props)
 	}
 	r.send(p)
-	if qos == 1 {
+	switch qos {
+	case 1:
 		if ack := r.expect(codec.PUBACK); ack.PacketID != id {
 			r.t.Fatalf("PUBACK id %d, want %d", ack.PacketID, id)
+		}
+	case 2:
+		if ack := r.expect(codec.PUBREC); ack.PacketID != id {
+			r.t.Fatalf("PUBREC id %d, want %d", ack.PacketID, id)
+		}
+		r.send(&codec.Packet{Type: codec.PUBREL, PacketID: id})
+		if ack := r.expect(codec.PUBCOMP); ack.PacketID != id {
+			r.t.Fatalf("PUBCOMP id %d, want %d", ack.PacketID, id)
 		}
 	}
 }

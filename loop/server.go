@@ -91,6 +91,11 @@ func New(broker *session.Broker, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = log.New(os.Stderr, "", log.LstdFlags)
 	}
+	// The decoder refuses what the CONNACK's Maximum Packet Size (the
+	// broker's max_packet_size) forbids: DISCONNECT 0x95 [MQTT-3.2.2-15].
+	if max := broker.Options().MaxPacketSize; max > 0 && (cfg.MaxPacketSize <= 0 || max < cfg.MaxPacketSize) {
+		cfg.MaxPacketSize = max
+	}
 	return &Server{
 		broker: broker,
 		cfg:    cfg,
