@@ -102,7 +102,7 @@ func TestSubscribeV5RetainHandling(t *testing.T) {
 	pub.subscribe(1, codec.Subscription{Filter: []byte("rh")}, 0) // the retained message is stored
 	pub.expect(codec.PUBLISH)
 	tests := []struct {
-		handling    byte
+		handling     byte
 		first, again bool // retained message sent on the first and the repeated subscribe
 	}{{0, true, true}, {1, true, false}, {2, false, false}}
 	for _, tt := range tests {
