@@ -21,6 +21,7 @@ import (
 
 	"github.com/pkg/profile"
 
+	"github.com/midge-mqtt/midge/config"
 	"github.com/midge-mqtt/midge/loop"
 	"github.com/midge-mqtt/midge/session"
 	"github.com/midge-mqtt/midge/sys"
@@ -82,33 +83,29 @@ func runBroker(args []string, stderr io.Writer) int {
 		fmt.Fprintf(os.Stdout, "midge version %s\n", version)
 		return 0
 	}
-	if configFile != "" {
-		fmt.Fprintln(stderr, "midge: -c: configuration files are not supported yet (issue 7)")
-		return 1
-	}
 	if daemon {
 		fmt.Fprintln(stderr, "midge: -d: running as a daemon is not supported yet; use your service manager")
 		return 1
 	}
 
-	logger := log.New(stderr, "", 0)
-	logger.SetPrefix("")
-	logger.SetFlags(0)
-	tsLogger := log.New(timestampWriter{stderr}, "", 0)
-
-	opts := session.DefaultOptions()
-	opts.Logger = tsLogger
-	opts.ConnectionMessages = true
-	broker := session.NewBroker(opts)
-
-	if len(ports) == 0 {
-		ports = portList{1883}
+	cfg := config.Default()
+	if configFile != "" {
+		var err error
+		if cfg, err = config.Parse(configFile); err != nil {
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+			return 1
+		}
 	}
-	listeners := make([]string, len(ports))
-	for i, p := range ports {
-		// mosquitto 2 binds -p listeners (and the default) to loopback only.
-		listeners[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	st, err := newSetup(cfg, verbose, ports, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
 	}
+	if st.logFile != nil {
+		defer st.logFile.Close()
+	}
+	logger := st.logger
+	broker := session.NewBroker(st.opts)
 
 	stopProfiles, err := startProfiles(cpuProfile, memProfile)
 	if err != nil {
@@ -123,34 +120,45 @@ func runBroker(args []string, stderr io.Writer) int {
 			return 1
 		}
 		go func() { _ = http.Serve(ln, nil) }()
-		tsLogger.Printf("pprof on http://%s/debug/pprof/", ln.Addr())
+		logger.Printf("pprof on http://%s/debug/pprof/", ln.Addr())
 	}
 
-	srv := loop.New(broker, loop.Config{Listeners: listeners, Logger: tsLogger})
-	tsLogger.Printf("midge version %s starting", version)
+	srv := loop.New(broker, loop.Config{Listen: st.listeners, MaxPacketSize: st.maxPacket, Logger: logger})
+	logger.Printf("midge version %s starting", version)
 	if err := srv.Start(); err != nil {
-		tsLogger.Printf("Error: %v", err)
+		logger.Printf("Error: %v", err)
 		return 1
 	}
 	for _, a := range srv.Addrs() {
-		tsLogger.Printf("Opening ipv4 listen socket on %s.", a)
+		logger.Printf("Opening ipv4 listen socket on %s.", a)
 	}
 
 	sysCtx, stopSys := context.WithCancel(context.Background())
 	defer stopSys()
-	go sys.New(broker, version, 10*time.Second).Run(sysCtx)
+	go sys.New(broker, version, st.sysInterval).Run(sysCtx)
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		tsLogger.Printf("midge version %s terminating (%v)", version, s)
-	case <-waitChan(srv):
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	stopped := waitChan(srv)
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				logger.Printf("Reloading config.")
+				st.reload()
+				continue
+			}
+			logger.Printf("midge version %s terminating (%v)", version, s)
+			break wait
+		case <-stopped:
+			break wait
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
-		tsLogger.Printf("shutdown: %v", err)
+		logger.Printf("shutdown: %v", err)
 	}
 	return 0
 }

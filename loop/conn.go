@@ -15,6 +15,7 @@ import (
 type conn struct {
 	gc      gnet.Conn
 	ls      *loopState
+	ln      *listener
 	client  *session.Client
 	stats   *session.Stats
 	dec     codec.Decoder
@@ -38,7 +39,7 @@ func (c *conn) RemoteAddr() string { return c.remote }
 
 // OnOpen sets up the connection's context. Loop-only.
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
-	n := s.conns.Add(1)
+	s.conns.Add(1)
 	if s.closing.Load() {
 		s.conns.Add(-1)
 		return nil, gnet.Close
@@ -47,10 +48,11 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := &conn{gc: gc, ls: ls, remote: gc.RemoteAddr().String(), lastIn: time.Now().UnixMilli(),
 		stats: &s.broker.Stats}
 	c.dec.MaxPacketSize = s.cfg.MaxPacketSize
-	c.client = s.broker.NewClient(c)
+	c.ln = s.listenerOf(gc)
+	c.client = s.broker.NewClient(c, c.ln.Policy)
 	gc.SetContext(c)
 	ls.conns[c] = struct{}{}
-	if max := s.cfg.MaxConnections; max > 0 && n > int64(max) {
+	if max := c.ln.MaxConnections; c.ln.conns.Add(1) > int64(max) && max > 0 {
 		// mosquitto closes the socket of a connection over the limit.
 		s.log.Printf("Connection from %s refused: max_connections (%d) reached.", c.remote, max)
 		return nil, gnet.Close
@@ -69,6 +71,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	c.closed = true
 	s.conns.Add(-1)
+	c.ln.conns.Add(-1)
 	c.ls.wheel.remove(c)
 	delete(c.ls.conns, c)
 	c.client.Closed(err)

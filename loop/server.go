@@ -27,17 +27,33 @@ import (
 
 // Config configures a Server.
 type Config struct {
-	// Listeners are host:port addresses ("127.0.0.1:1883"; port 0 picks one).
+	// Listen are the listeners with their own settings.
+	Listen []Listener
+	// Listeners is a shorthand for listeners with default settings:
+	// host:port addresses ("127.0.0.1:1883"; port 0 picks one).
 	Listeners []string
 	// Loops is the number of event loops (0: one per CPU).
 	Loops int
 	// MaxPacketSize refuses larger inbound frames before buffering them (0: protocol limit).
 	MaxPacketSize int
-	// MaxConnections refuses connections over this count (0: unlimited).
+	// MaxConnections is the limit of the Listeners shorthand (0: unlimited).
 	MaxConnections int
 	// ConnectTimeout closes sockets that send no CONNECT in time (0: 10s).
 	ConnectTimeout time.Duration
 	Logger         *log.Logger
+}
+
+// Listener is one listening socket and what it decides about its clients.
+type Listener struct {
+	Addr           string          // host:port; port 0 picks one
+	MaxConnections int             // max_connections (0: unlimited)
+	Policy         *session.Policy // nil: the broker's options
+}
+
+// listener is a Listener while serving. conns is touched by every loop.
+type listener struct {
+	Listener
+	conns atomic.Int64
 }
 
 // Tuning of write batching and back-pressure.
@@ -60,6 +76,8 @@ type Server struct {
 	done    chan struct{}
 	runErr  error
 	addrs   []net.Addr
+	lns     map[string]*listener // by the address as configured (resolved), as gnet's LocalAddr shows it
+	only    *listener            // the listener, when there is one
 	conns   atomic.Int64
 	closing atomic.Bool
 
@@ -109,12 +127,29 @@ func New(broker *session.Broker, cfg Config) *Server {
 // Start runs the event loops in the background and returns once the
 // listeners are open (or failed to open). Any goroutine.
 func (s *Server) Start() error {
-	if len(s.cfg.Listeners) == 0 {
+	all := append([]Listener(nil), s.cfg.Listen...)
+	for _, a := range s.cfg.Listeners {
+		all = append(all, Listener{Addr: a, MaxConnections: s.cfg.MaxConnections})
+	}
+	if len(all) == 0 {
 		return errors.New("loop: no listeners")
 	}
-	protoAddrs := make([]string, len(s.cfg.Listeners))
-	for i, a := range s.cfg.Listeners {
-		protoAddrs[i] = "tcp://" + a
+	s.lns = make(map[string]*listener, len(all))
+	protoAddrs := make([]string, len(all))
+	for i, l := range all {
+		ta, err := net.ResolveTCPAddr("tcp", l.Addr)
+		if err != nil {
+			return fmt.Errorf("loop: listener %s: %w", l.Addr, err)
+		}
+		if s.lns[ta.String()] != nil {
+			return fmt.Errorf("loop: listener %s given twice", l.Addr)
+		}
+		ln := &listener{Listener: l}
+		s.lns[ta.String()], s.only = ln, ln
+		protoAddrs[i] = "tcp://" + l.Addr
+	}
+	if len(all) > 1 {
+		s.only = nil
 	}
 	go func() {
 		defer close(s.done)
@@ -132,8 +167,8 @@ func (s *Server) Start() error {
 	case <-s.done:
 		return fmt.Errorf("loop: %w", s.runErr)
 	}
-	for _, a := range s.cfg.Listeners {
-		addr, err := s.listenerAddr(a)
+	for _, l := range all {
+		addr, err := s.listenerAddr(l.Addr)
 		if err != nil {
 			return err
 		}
@@ -204,6 +239,21 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	close(s.booted)
 	return gnet.None
+}
+
+// listenerOf finds the listener a connection came in on: gnet reports the
+// listener's configured address as the connection's local address.
+func (s *Server) listenerOf(gc gnet.Conn) *listener {
+	if s.only != nil {
+		return s.only
+	}
+	if ln := s.lns[gc.LocalAddr().String()]; ln != nil {
+		return ln
+	}
+	for _, ln := range s.lns { // not expected; any policy beats none
+		return ln
+	}
+	return nil
 }
 
 // loopOf returns the state of a connection's loop, making it on first use.

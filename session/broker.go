@@ -53,6 +53,15 @@ func DefaultOptions() Options {
 	}
 }
 
+// Policy is what a listener decides about its clients: mosquitto's
+// per-listener security settings. Shared, read-only.
+type Policy struct {
+	Auth              Authorizer // nil allows everything
+	AllowZeroLengthID bool       // allow_zero_length_clientid
+	AutoIDPrefix      string     // auto_id_prefix
+	MaxTopicAlias     uint16     // max_topic_alias: inbound topic aliases per v5 client
+}
+
 // Authorizer checks credentials and topic access. Implementations must be
 // safe for concurrent use.
 type Authorizer interface {
@@ -108,6 +117,7 @@ type Broker struct {
 	retainMu sync.Mutex // serialises retained replace/clear so that old values are released once
 
 	registry registry
+	policy   Policy // for clients whose transport names none
 	timers   timers
 	Stats    Stats
 	started  time.Time
@@ -132,6 +142,8 @@ func NewBroker(opts Options) *Broker {
 		retained: trie.NewRetained[*Message](),
 		started:  time.Now(),
 	}
+	b.policy = Policy{Auth: opts.Auth, AllowZeroLengthID: opts.AllowZeroLengthID,
+		AutoIDPrefix: opts.AutoIDPrefix, MaxTopicAlias: opts.MaxTopicAlias}
 	b.registry.init()
 	b.timers.init()
 	return b

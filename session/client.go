@@ -26,6 +26,7 @@ type Transport interface {
 type Client struct {
 	b    *Broker
 	t    Transport
+	pol  *Policy
 	s    *Session // nil until CONNECT is accepted
 	info ClientInfo
 
@@ -58,10 +59,14 @@ func (d *Disconnect) Error() string {
 // ErrClosed is returned when the connection should close with nothing more to say.
 var ErrClosed = errors.New("session: connection closed")
 
-// NewClient makes the state machine of a new connection.
-func (b *Broker) NewClient(t Transport) *Client {
+// NewClient makes the state machine of a new connection, under the policy
+// of the listener it came in on (nil: the broker's options).
+func (b *Broker) NewClient(t Transport, pol *Policy) *Client {
 	b.Stats.ConnectionsOpened.Add(1)
-	return &Client{b: b, t: t}
+	if pol == nil {
+		pol = &b.policy
+	}
+	return &Client{b: b, t: t, pol: pol}
 }
 
 // Connected reports whether CONNECT was accepted.

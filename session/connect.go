@@ -53,15 +53,15 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 			return refuse(codec.ConnRefusedIdentifierRejected, codec.ClientIdentifierNotValid, "empty client id")
 		case !v5 && !cp.CleanStart: // [MQTT-3.1.3-8]
 			return refuse(codec.ConnRefusedIdentifierRejected, codec.ClientIdentifierNotValid, "empty client id with clean session 0")
-		case !b.opts.AllowZeroLengthID:
+		case !c.pol.AllowZeroLengthID:
 			return refuse(codec.ConnRefusedIdentifierRejected, codec.ClientIdentifierNotValid, "empty client id not allowed")
 		}
-		id = b.assignID()
+		id = b.assignID(c.pol.AutoIDPrefix)
 		assigned = true // [MQTT-3.1.3-6], v5: returned in CONNACK [MQTT-3.2.2-16]
 	}
 	c.info = ClientInfo{ClientID: id, Username: string(cp.Username), HasUsername: cp.UsernameFlag}
 
-	if a := b.opts.Auth; a != nil {
+	if a := c.pol.Auth; a != nil {
 		switch a.Authenticate(id, cp.Username, cp.Password, cp.UsernameFlag, cp.PasswordFlag) {
 		case codec.Success:
 		case codec.NotAuthorized:
@@ -97,7 +97,7 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 	}
 
 	if cp.WillFlag {
-		if a := b.opts.Auth; a != nil && !a.Allow(&c.info, string(cp.WillTopic), AccessWrite) {
+		if a := c.pol.Auth; a != nil && !a.Allow(&c.info, string(cp.WillTopic), AccessWrite) {
 			return refuse(codec.ConnRefusedNotAuthorized, codec.NotAuthorized, "will topic not authorised")
 		}
 		if cp.WillRetain && !b.opts.RetainAvailable {
@@ -130,8 +130,8 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 			props.MaximumPacketSize = uint32(b.opts.MaxPacketSize)
 			props.Set(codec.PropMaximumPacketSize)
 		}
-		if b.opts.MaxTopicAlias > 0 {
-			props.TopicAliasMaximum = b.opts.MaxTopicAlias
+		if c.pol.MaxTopicAlias > 0 {
+			props.TopicAliasMaximum = c.pol.MaxTopicAlias
 			props.Set(codec.PropTopicAliasMaximum)
 		}
 		if !b.opts.RetainAvailable {
@@ -195,6 +195,7 @@ func (b *Broker) openSession(c *Client, id string, cleanStart bool) (*Session, b
 		b.Stats.ClientsTotal.Add(1)
 	}
 	s.owner, s.woken = c, false
+	s.reader.Store(&reader{pol: c.pol, info: c.info})
 	s.expiry = c.expiry
 	s.timerGen++ // cancels a pending expiry and delayed will [MQTT-3.1.3-9]
 	s.online.Store(true)
@@ -294,14 +295,14 @@ func (c *Client) Closed(reason error) {
 	}
 }
 
-func (b *Broker) assignID() string {
+func (b *Broker) assignID(prefix string) string {
 	var buf [8]byte
 	n := b.idSeq.Add(1)
 	t := uint64(time.Now().UnixNano())
 	for i := range buf {
 		buf[i] = byte((t ^ n<<17) >> (8 * i))
 	}
-	return b.opts.AutoIDPrefix + hex.EncodeToString(buf[:]) + "-" + strconv.FormatUint(n, 36)
+	return prefix + hex.EncodeToString(buf[:]) + "-" + strconv.FormatUint(n, 36)
 }
 
 // logProtocol is mosquitto's protocol number in connection logs (p1, p2, p5).

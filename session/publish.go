@@ -15,12 +15,12 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 	topic := p.Topic
 	if c.version == codec.Version5 && p.Props.Has(codec.PropTopicAlias) {
 		a := p.Props.TopicAlias
-		if a == 0 || a > b.opts.MaxTopicAlias { // [MQTT-3.3.2-8/9]
+		if a == 0 || a > c.pol.MaxTopicAlias { // [MQTT-3.3.2-8/9]
 			c.sendDisconnect(out, codec.TopicAliasInvalid)
 			return &Disconnect{Reason: codec.TopicAliasInvalid, Msg: "topic alias out of range"}
 		}
 		if c.aliases == nil {
-			c.aliases = make([][]byte, int(b.opts.MaxTopicAlias)+1)
+			c.aliases = make([][]byte, int(c.pol.MaxTopicAlias)+1)
 		}
 		if len(topic) > 0 {
 			c.aliases[a] = append(c.aliases[a][:0], topic...)
@@ -37,7 +37,7 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 	switch {
 	case b.opts.MessageSizeLimit > 0 && len(p.Payload) > b.opts.MessageSizeLimit:
 		reason = codec.PacketTooLarge
-	case b.opts.Auth != nil && !b.opts.Auth.Allow(&c.info, string(topic), AccessWrite):
+	case c.pol.Auth != nil && !c.pol.Auth.Allow(&c.info, string(topic), AccessWrite):
 		reason = codec.NotAuthorized
 	}
 
@@ -55,7 +55,9 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 		s := c.s
 		s.mu.Lock()
 		dup := s.hasAwaitingRel(p.PacketID)
-		full := !dup && len(s.awaitingRel) >= b.opts.MaxInflight
+		// Only v5 announces a Receive Maximum; a v3 client has no such limit,
+		// and its packet ids bound the set anyway.
+		full := c.version == codec.Version5 && !dup && len(s.awaitingRel) >= b.opts.MaxInflight
 		if !dup && !full && reason == codec.Success {
 			s.awaitingRel = append(s.awaitingRel, p.PacketID)
 		}
@@ -202,7 +204,7 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result) int {
 			if !ok {
 				continue
 			}
-			if a := b.opts.Auth; a != nil && !b.allowRead(s, m) {
+			if !s.mayRead(m) {
 				continue
 			}
 			qos := m.QoS
@@ -215,18 +217,6 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result) int {
 		}
 	}
 	return n
-}
-
-// allowRead checks the subscriber's read access to m's topic.
-func (b *Broker) allowRead(s *Session, m *Message) bool {
-	s.mu.Lock()
-	owner := s.owner
-	s.mu.Unlock()
-	info := &ClientInfo{ClientID: s.id}
-	if owner != nil {
-		info = &owner.info
-	}
-	return b.opts.Auth.Allow(info, string(m.Topic), AccessRead)
 }
 
 // clearRetained removes the retained message of topic: a retained PUBLISH

@@ -19,8 +19,9 @@ type Session struct {
 	b  *Broker
 	id string
 
-	online atomic.Bool  // a client is connected (read by Busy without the lock)
-	queued atomic.Int32 // len(queue), mirrored for Busy
+	online atomic.Bool            // a client is connected (read by Busy without the lock)
+	reader atomic.Pointer[reader] // who reads this session's messages, for ACL checks
+	queued atomic.Int32           // len(queue), mirrored for Busy
 
 	mu          sync.Mutex
 	owner       *Client // connected client, nil when offline; guarded by mu
@@ -34,6 +35,23 @@ type Session struct {
 	expiry      uint32   // session expiry interval, seconds (math.MaxUint32: never)
 	timerGen    uint64   // bumps to cancel pending expiry / will timers
 	ended       bool
+}
+
+// reader is the identity and policy a session's messages are checked
+// against on delivery: its last client's.
+type reader struct {
+	pol  *Policy
+	info ClientInfo
+}
+
+// mayRead checks the session's read access to m's topic (ACLs are checked on
+// delivery, as mosquitto does). Any goroutine.
+func (s *Session) mayRead(m *Message) bool {
+	r := s.reader.Load()
+	if r == nil || r.pol.Auth == nil {
+		return true
+	}
+	return r.pol.Auth.Allow(&r.info, string(m.Topic), AccessRead)
 }
 
 // entry is one message waiting in a session's queue.

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/midge-mqtt/midge/auth"
+	"github.com/midge-mqtt/midge/config"
+	"github.com/midge-mqtt/midge/loop"
+	"github.com/midge-mqtt/midge/session"
+)
+
+// setup is a broker's configuration turned into what the packages take.
+type setup struct {
+	opts        session.Options
+	listeners   []loop.Listener
+	authz       []*auth.Authorizer // to reload on SIGHUP
+	logger      *log.Logger
+	logFile     *os.File
+	sysInterval time.Duration
+	maxPacket   int
+}
+
+// newSetup builds the broker's settings from cfg. ports are -p flags: used
+// only when the file configures no listener (mosquitto 2 ignores them
+// otherwise), and bound to loopback.
+func newSetup(cfg *config.Config, verbose bool, ports []int, stderr io.Writer) (*setup, error) {
+	if err := cfg.Unsupported(); err != nil {
+		return nil, err
+	}
+	st := &setup{sysInterval: cfg.SysInterval, maxPacket: cfg.MaxPacketSize}
+	if err := st.openLog(cfg, verbose, stderr); err != nil {
+		return nil, err
+	}
+
+	o := session.DefaultOptions()
+	o.Logger = st.logger
+	o.MaxInflight = cfg.MaxInflightMessages
+	o.MaxQueuedMessages = cfg.MaxQueuedMessages
+	o.MaxQueuedBytes = int(cfg.MaxQueuedBytes)
+	o.MaxPacketSize = cfg.MaxPacketSize
+	o.MessageSizeLimit = cfg.MessageSizeLimit
+	if cfg.MaxKeepalive > 0 && cfg.MaxKeepalive < 65535 { // 65535: no limit, as in mosquitto
+		o.MaxKeepalive = uint16(cfg.MaxKeepalive)
+	}
+	o.RetainAvailable = cfg.RetainAvailable
+	o.PersistentExpiry = cfg.PersistentClientExpiration
+	o.ConnectionMessages = cfg.ConnectionMessages && (verbose || cfg.LogTypes&config.LogNotice != 0)
+	global := cfg.Security
+	o.AllowZeroLengthID = global.AllowZeroLengthClientID
+	o.AutoIDPrefix = global.AutoIDPrefix
+	st.opts = o
+
+	policies := map[*config.Security]*session.Policy{}
+	policyFor := func(l *config.Listener) (*session.Policy, error) {
+		sec := cfg.SecurityFor(l)
+		if p := policies[sec]; p != nil {
+			return p, nil
+		}
+		a, err := auth.NewAuthorizer(sec.AllowAnonymous, sec.PasswordFile, sec.ACLFile)
+		if err != nil {
+			return nil, err
+		}
+		st.authz = append(st.authz, a)
+		p := &session.Policy{Auth: a, AllowZeroLengthID: sec.AllowZeroLengthClientID,
+			AutoIDPrefix: sec.AutoIDPrefix, MaxTopicAlias: uint16(l.MaxTopicAlias)}
+		policies[sec] = p
+		return p, nil
+	}
+
+	cfgListeners := cfg.Listeners
+	if cfg.LocalOnly && len(ports) > 0 {
+		cfgListeners = nil
+		for _, p := range ports {
+			l := *cfg.Listeners[0]
+			l.Port = p
+			cfgListeners = append(cfgListeners, &l)
+		}
+	}
+	for _, l := range cfgListeners {
+		pol, err := policyFor(l)
+		if err != nil {
+			return nil, err
+		}
+		max := l.MaxConnections
+		if max < 0 {
+			max = 0
+		}
+		st.listeners = append(st.listeners, loop.Listener{
+			Addr: net.JoinHostPort(l.Bind, strconv.Itoa(l.Port)), MaxConnections: max, Policy: pol})
+	}
+	return st, nil
+}
+
+// openLog makes the logger log_dest, log_type and log_timestamp describe.
+// -v logs everything to the configured destinations.
+func (st *setup) openLog(cfg *config.Config, verbose bool, stderr io.Writer) error {
+	var ws []io.Writer
+	for _, d := range cfg.LogDests {
+		switch d.Kind {
+		case "stdout":
+			ws = append(ws, os.Stdout)
+		case "stderr":
+			ws = append(ws, stderr)
+		case "file":
+			f, err := os.OpenFile(d.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return fmt.Errorf("log_dest file: %w", err)
+			}
+			st.logFile = f
+			ws = append(ws, f)
+		case "none":
+		default:
+			return fmt.Errorf("log_dest %s: not supported yet", d.Kind)
+		}
+	}
+	var w io.Writer = io.Discard
+	switch {
+	case len(ws) == 1:
+		w = ws[0]
+	case len(ws) > 1:
+		w = io.MultiWriter(ws...)
+	}
+	if cfg.LogTypes == config.LogNone && !verbose {
+		w = io.Discard
+	}
+	if cfg.LogTimestamp {
+		w = timestampWriter{w}
+	}
+	st.logger = log.New(w, "", 0)
+	return nil
+}
+
+// reload re-reads password and ACL files (SIGHUP), as mosquitto does.
+func (st *setup) reload() {
+	for _, a := range st.authz {
+		if err := a.Reload(); err != nil {
+			st.logger.Printf("Error: reload: %v (keeping the previous files)", err)
+		}
+	}
+}
