@@ -281,8 +281,6 @@ func (pc *pahoV5) quiet(t testing.TB) {
 	}
 }
 
-func u16p(v uint16) *uint16 { return &v }
-func u32p(v uint32) *uint32 { return &v }
 
 // TestConnectV5Refused checks the CONNACK reason codes of refused v5
 // CONNECTs, byte for byte, and that the connection is then closed

@@ -110,7 +110,7 @@ func (c *Client) Handle(p *codec.Packet, out *Output) error {
 	case codec.PINGREQ:
 		c.sendSimple(out, codec.PINGRESP, 0, 0)
 	case codec.DISCONNECT:
-		return c.handleDisconnect(p)
+		return c.handleDisconnect(p, out)
 	case codec.CONNECT:
 		return c.protocolError(out, "second CONNECT") // [MQTT-3.1.0-2]
 	case codec.AUTH:
@@ -177,12 +177,13 @@ func (c *Client) sendSimple(out *Output, t codec.PacketType, id uint16, reason b
 	c.b.Stats.MessagesSent.Add(1)
 }
 
-func (c *Client) handleDisconnect(p *codec.Packet) error {
+func (c *Client) handleDisconnect(p *codec.Packet, out *Output) error {
 	if c.version == codec.Version5 && p.Props.Has(codec.PropSessionExpiry) {
 		if c.expiry == 0 && p.Props.SessionExpiry != 0 {
-			// [MQTT-3.14.2-2]: a session that was to end at close cannot be extended.
-			c.disconnected = false
-			return &Disconnect{Reason: codec.ProtocolError, Msg: "session expiry set on DISCONNECT after 0 on CONNECT"}
+			// [MQTT-3.14.2-2]: a session that was to end at close cannot be
+			// extended. The DISCONNECT is not valid (the will stays): the
+			// server answers with DISCONNECT 0x82.
+			return c.protocolError(out, "session expiry set on DISCONNECT after 0 on CONNECT")
 		}
 		c.expiry = p.Props.SessionExpiry
 	}
