@@ -281,7 +281,6 @@ func (pc *pahoV5) quiet(t testing.TB) {
 	}
 }
 
-
 // TestConnectV5Refused checks the CONNACK reason codes of refused v5
 // CONNECTs, byte for byte, and that the connection is then closed
 // [MQTT-3.2.2-6/7].
