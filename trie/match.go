@@ -311,10 +311,13 @@ func (e *entry) fill(from Subscriber, r *Result) {
 }
 
 // cache is one shard of the match cache: topic → entry, bounded, with random
-// eviction.
+// eviction. idx holds the same topics as a tree of levels, so that a
+// wildcard change visits only the cached topics its filter can match instead
+// of testing every one.
 type cache struct {
 	mu  sync.RWMutex
 	m   map[string]*entry
+	idx *Retained[struct{}]
 	max int
 	gen atomic.Uint64 // bumped by every invalidation, under mu
 }
@@ -329,10 +332,13 @@ func (c *cache) put(topic []byte, e *entry, gen uint64) {
 		if len(c.m) >= c.max {
 			for k := range c.m { // map iteration starts at a random place
 				delete(c.m, k)
+				c.idx.Delete(k)
 				break
 			}
 		}
-		c.m[string(topic)] = e
+		key := string(topic)
+		c.m[key] = e
+		c.idx.Set(key, struct{}{})
 	}
 	c.mu.Unlock()
 }
@@ -345,6 +351,7 @@ func (c *cache) dropTopic(topic string) {
 	c.mu.Lock()
 	c.gen.Add(1)
 	delete(c.m, topic)
+	c.idx.Delete(topic)
 	c.mu.Unlock()
 }
 
@@ -355,10 +362,10 @@ func (c *cache) dropFilter(filter string) {
 	}
 	c.mu.Lock()
 	c.gen.Add(1)
-	for topic := range c.m {
-		if MatchFilter(filter, topic) {
-			delete(c.m, topic)
-		}
-	}
+	c.idx.Match(filter, func(topic string, _ struct{}) bool {
+		delete(c.m, topic)
+		c.idx.Delete(topic)
+		return true
+	})
 	c.mu.Unlock()
 }

@@ -134,6 +134,7 @@ func New(cfg Config) *Trie {
 		sh.cache.max = per
 		if per > 0 {
 			sh.cache.m = make(map[string]*entry)
+			sh.cache.idx = NewRetained[struct{}]()
 		}
 	}
 	return t
