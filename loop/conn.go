@@ -29,7 +29,7 @@ type conn struct {
 }
 
 // Wake implements session.Transport. Any goroutine.
-func (c *conn) Wake() { _ = c.gc.Wake(nil) }
+func (c *conn) Wake() { c.ls.wake(c) }
 
 // Close implements session.Transport. Any goroutine.
 func (c *conn) Close() { _ = c.gc.Close() }
@@ -86,18 +86,27 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c == nil || c.closed {
 		return gnet.Close
 	}
-	ls := c.ls
-	out := &ls.out
+	out := &c.ls.out
 	err := c.readFrames(out)
 	if err == nil {
-		err = c.drain(out)
+		err = c.serve(out)
+	} else {
+		c.flush(out)
 	}
-	c.flush(out)
 	if err != nil {
 		s.logClose(c, err)
 		return gnet.Close
 	}
 	return gnet.None
+}
+
+// serve drains the session's queue into out and writes it. A non-nil error
+// means the connection must be closed (what was queued is written first).
+// Loop-only.
+func (c *conn) serve(out *session.Output) error {
+	err := c.drain(out)
+	c.flush(out)
+	return err
 }
 
 // readFrames handles every complete packet buffered. Frames are decoded in
@@ -215,7 +224,7 @@ func (c *conn) drain(out *session.Output) error {
 		if c.gc.OutboundBuffered()+out.Len() > highWater {
 			c.stall()
 		} else {
-			_ = c.gc.Wake(nil) // let other connections have a turn, then go on
+			c.ls.wake(c) // let other connections have a turn, then go on
 		}
 	}
 	return err
@@ -240,7 +249,7 @@ func (ls *loopState) retryStalled() {
 			continue
 		}
 		c.stalled = false
-		_ = c.gc.Wake(nil)
+		ls.wake(c)
 	}
 	for i := len(keep); i < len(ls.stalled); i++ {
 		ls.stalled[i] = nil

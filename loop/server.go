@@ -90,7 +90,9 @@ type Server struct {
 // connections it serves, and its timing wheel. Loop-only, except that the
 // Server's map of loops is guarded by Server.mu.
 type loopState struct {
+	srv     *Server
 	el      gnet.EventLoop
+	ready   readyList
 	out     session.Output
 	pkt     codec.Packet
 	wheel   wheel
@@ -263,7 +265,8 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 	defer s.mu.Unlock()
 	ls := s.loops[el]
 	if ls == nil {
-		ls = &loopState{el: el, conns: make(map[*conn]struct{})}
+		ls = &loopState{srv: s, el: el, conns: make(map[*conn]struct{})}
+		ls.ready.run = ls.serveReady
 		ls.wheel.now = time.Now().Unix()
 		s.loops[el] = ls
 	}
