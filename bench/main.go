@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/midge-mqtt/midge/codec"
+)
+
+const usage = `usage: midge bench [scenario|all] [flags]
+
+Scenarios: %s.
+  fanin     P publishers → 1 wildcard subscriber (QoS -q)
+  fanout    1 publisher → S subscribers of one topic
+  pairs     N publisher/subscriber pairs, each on its own topic
+  qos1/qos2 fan-in at QoS 1 / 2, each publisher keeping -inflight unacknowledged
+  latency   N pairs at a fixed total -rate (default 10000/s): p50 … p99.9, max
+  conns     C idle connections: connect rate, broker RSS per connection (-pid)
+  retained  R retained topics, fresh subscribers to a filter over all of them
+
+Flags:
+`
+
+// Main is `midge bench`: it runs one scenario (or all) and prints a table
+// or JSON on stdout. It returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("midge bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		c        Config
+		qos      int
+		version  int
+		asJSON   bool
+		progress string
+	)
+	fs.StringVar(&c.Host, "h", "127.0.0.1", "broker `host`")
+	fs.IntVar(&c.Port, "p", 1883, "broker `port`")
+	fs.IntVar(&c.Publishers, "P", 32, "publishers (fanin, qos1, qos2)")
+	fs.IntVar(&c.Subscribers, "S", 1000, "subscribers (fanout)")
+	fs.IntVar(&c.Pairs, "n", 0, "publisher/subscriber pairs (pairs: 100, latency: 10)")
+	fs.IntVar(&c.Conns, "c", 1000, "idle connections (conns)")
+	fs.IntVar(&c.Retained, "r", 10000, "retained topics (retained)")
+	fs.IntVar(&c.Payload, "s", 64, "payload `bytes` (at least 20)")
+	fs.IntVar(&qos, "q", 0, "QoS of fanin, fanout, pairs and latency")
+	fs.IntVar(&version, "V", 4, "protocol level: 3 (3.1), 4 (3.1.1) or 5")
+	fs.DurationVar(&c.Duration, "d", 0, "measured duration (default 5s)")
+	fs.DurationVar(&c.Warmup, "w", 0, "warm-up before measuring (default 1s)")
+	fs.IntVar(&c.Rate, "R", 0, "total publish rate in msg/s (0: unlimited; latency: 10000)")
+	fs.IntVar(&c.Inflight, "inflight", 16, "unacknowledged messages per QoS 1/2 publisher")
+	fs.IntVar(&c.BrokerPID, "pid", 0, "broker `pid`, to report its CPU and RSS from /proc")
+	fs.IntVar(&c.Loops, "loops", 0, "generator event loops (0: one per CPU)")
+	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	fs.StringVar(&progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), on, off")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, usage, strings.Join(Scenarios, ", "))
+		fs.PrintDefaults()
+	}
+	scenario := "fanin"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		scenario, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "midge bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if qos < 0 || qos > 2 {
+		fmt.Fprintln(stderr, "midge bench: -q must be 0, 1 or 2")
+		return 2
+	}
+	switch version {
+	case 3, 4, 5:
+		c.Version = byte(version)
+	default:
+		fmt.Fprintln(stderr, "midge bench: -V must be 3, 4 or 5")
+		return 2
+	}
+	if version == 3 {
+		c.Version = codec.Version31
+	}
+	c.QoS = byte(qos)
+	switch progress {
+	case "on":
+		c.Progress = stderr
+	case "auto":
+		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			c.Progress = stderr
+		}
+	case "off":
+	default:
+		fmt.Fprintln(stderr, "midge bench: -progress must be auto, on or off")
+		return 2
+	}
+	names := []string{scenario}
+	if scenario == "all" {
+		names = Scenarios
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var results []*Result
+	code := 0
+	for _, name := range names {
+		cfg := c
+		cfg.Scenario = name
+		r, err := Run(ctx, cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "midge bench: %s: %v\n", name, err)
+			code = 1
+			if r == nil {
+				r = &Result{Scenario: name, Error: err.Error()}
+			}
+		}
+		results = append(results, r)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	var err error
+	if asJSON {
+		err = WriteJSON(stdout, results)
+	} else {
+		err = WriteTable(stdout, results)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "midge bench: %v\n", err)
+		return 1
+	}
+	return code
+}

@@ -1,0 +1,113 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/midge-mqtt/midge/codec"
+)
+
+// maxSamples bounds each subscriber's latency record.
+const maxSamples = 1 << 21
+
+// subscriber counts the messages one connection receives, checks their
+// order per publisher and, when asked, records their latency. It
+// acknowledges QoS 1 and 2 deliveries. Loop-only except the atomics.
+type subscriber struct {
+	dec  codec.Decoder
+	pkt  codec.Packet
+	out  []byte
+	next []uint64 // next expected sequence number, per publisher index
+	base time.Time
+
+	latency bool
+	samples []int64 // nanoseconds, loop-only until the reactor stops
+
+	recv      atomic.Int64
+	reordered atomic.Int64
+	unstamped atomic.Int64
+	err       *connErr
+}
+
+func newSubscriber(version byte, base time.Time, latency bool, errs *connErr) *subscriber {
+	return &subscriber{dec: codec.Decoder{Version: version}, base: base, latency: latency, err: errs}
+}
+
+func (s *subscriber) closed(err error) { s.err.set(err) }
+
+func (s *subscriber) traffic(c gnet.Conn) gnet.Action {
+	buf, _ := c.Peek(-1)
+	var now int64
+	if s.latency {
+		now = int64(time.Since(s.base))
+	}
+	used, n := 0, int64(0)
+	for used < len(buf) {
+		size, err := codec.FrameSize(buf[used:], 0)
+		if errors.Is(err, codec.ErrIncomplete) || (err == nil && used+size > len(buf)) {
+			break
+		}
+		if err == nil {
+			_, err = s.dec.Decode(buf[used:used+size], &s.pkt)
+		}
+		if err != nil {
+			s.err.set(fmt.Errorf("bench: subscriber: %w", err))
+			return gnet.Close
+		}
+		used += size
+		switch s.pkt.Type {
+		case codec.PUBLISH:
+			n++
+			s.note(now)
+			switch s.pkt.QoS {
+			case 1:
+				s.out = append(s.out, 0x40, 2, byte(s.pkt.PacketID>>8), byte(s.pkt.PacketID))
+			case 2:
+				s.out = append(s.out, 0x50, 2, byte(s.pkt.PacketID>>8), byte(s.pkt.PacketID))
+			}
+		case codec.PUBREL:
+			s.out = append(s.out, 0x70, 2, byte(s.pkt.PacketID>>8), byte(s.pkt.PacketID))
+		}
+	}
+	_, _ = c.Discard(used)
+	if n > 0 {
+		s.recv.Add(n)
+	}
+	if len(s.out) > 0 {
+		_, _ = c.Write(s.out) // gnet copies what it cannot send now
+		s.out = s.out[:0]
+	}
+	return gnet.None
+}
+
+// note checks one delivery's stamp.
+func (s *subscriber) note(now int64) {
+	pub, seq, ts, ok := readStamp(s.pkt.Payload)
+	if !ok {
+		s.unstamped.Add(1)
+		return
+	}
+	if int(pub) >= len(s.next) {
+		if pub > 1<<20 {
+			s.unstamped.Add(1)
+			return
+		}
+		s.next = append(s.next, make([]uint64, int(pub)+1-len(s.next))...)
+	}
+	want := s.next[pub]
+	if want == 0 {
+		want = 1
+	}
+	if seq < want {
+		s.reordered.Add(1) // late or duplicate
+	} else {
+		s.next[pub] = seq + 1
+	}
+	if s.latency && len(s.samples) < maxSamples {
+		s.samples = append(s.samples, now-ts)
+	}
+}
