@@ -1,0 +1,80 @@
+// Package store keeps what must survive a restart or a crash: retained
+// messages, persistent sessions with their subscriptions, their queued and
+// inflight messages, and inbound QoS 2 packet ids awaiting PUBREL. It sits on
+// an embedded, crash-safe key-value database and commits in groups: many
+// publishers' changes share one sync. It knows nothing of sockets or
+// sessions' rules: the session package describes changes as Batches.
+package store
+
+import (
+	"time"
+
+	"github.com/midge-mqtt/midge/codec"
+)
+
+// Message is an application message as stored.
+type Message struct {
+	Topic     []byte
+	Payload   []byte
+	QoS       byte
+	Retain    bool
+	Props     codec.Properties // forwarded v5 properties: payload format, content type, response topic, correlation data, user properties
+	ExpiresAt int64            // unix nanoseconds; 0 = never
+}
+
+// Subscription is one subscription of a persistent session.
+type Subscription struct {
+	Filter            string // as subscribed, "$share/g/f" included
+	QoS               byte
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte
+	ID                uint32 // v5 subscription identifier, 0 = none
+}
+
+// Session is a persistent session's own record.
+type Session struct {
+	ClientID       string
+	Version        byte   // protocol level of its last connection
+	Expiry         uint32 // session expiry interval, seconds (math.MaxUint32: never)
+	DisconnectedAt int64  // unix nanoseconds of the last disconnect; 0 while connected
+	Subscriptions  []Subscription
+}
+
+// Queued is one outgoing QoS 1/2 message of a persistent session, waiting in
+// its queue (PacketID 0) or in flight.
+type Queued struct {
+	ClientID   string
+	Seq        uint64 // order within the session's queue, unique per client id
+	Msg        Message
+	QoS        byte
+	Retain     bool     // the RETAIN flag to send
+	SubIDs     []uint32 // subscription identifiers to send
+	PacketID   uint16   // 0 until sent
+	PubrelSent bool     // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+}
+
+// SyncMode is persistence_sync: when a batch counts as durable.
+type SyncMode int
+
+const (
+	// SyncAlways: a batch is durable once the database has synced it to disk.
+	SyncAlways SyncMode = iota
+	// SyncInterval: batches are written at once but synced every Interval;
+	// a crash may lose the last Interval.
+	SyncInterval
+)
+
+// Options configure Open.
+type Options struct {
+	Sync     SyncMode
+	Interval time.Duration // SyncInterval's period (autosave_interval)
+	// OnDurable is called (from the store's goroutine) after every commit
+	// with the highest sequence number now durable. It must not block.
+	OnDurable func(seq uint64)
+}
+
+// Report lists what Load could not read.
+type Report struct {
+	Unreadable []string // one line per record or range that could not be decoded: key and reason
+}
