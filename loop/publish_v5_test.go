@@ -193,9 +193,9 @@ func TestPublishV5TopicAliasInvalid(t *testing.T) {
 }
 
 // TestPublishV5MessageExpiry checks that a message whose expiry interval
-// passed while queued for an offline session is not delivered
-// [MQTT-3.3.2-5], and that a delivered one carries what remains of its
-// interval [MQTT-3.3.2-6].
+// passed while queued for an offline session, or while retained, is not
+// delivered [MQTT-3.3.2-5], and that a delivered one carries what remains of
+// its interval [MQTT-3.3.2-6].
 func TestPublishV5MessageExpiry(t *testing.T) {
 	t.Parallel()
 	tb := startBroker(t, nil)
@@ -212,7 +212,17 @@ func TestPublishV5MessageExpiry(t *testing.T) {
 	pub.publish("exp", "short", 1, 1, expiry(1))
 	pub.publish("exp", "long", 1, 2, expiry(60))
 	pub.publish("exp", "forever", 1, 3, nil)
+	retained := &codec.Packet{Type: codec.PUBLISH, Retain: true, Topic: []byte("exp/retained"), Payload: []byte("r")}
+	expiry(1)(&retained.Props)
+	pub.send(retained)
+	pub.subscribe(4, codec.Subscription{Filter: []byte("exp/retained")}, 0) // stored before the wait
+	pub.expect(codec.PUBLISH)
 	time.Sleep(1100 * time.Millisecond) // let the 1 s interval pass
+
+	// An expired retained message is not sent on subscribe either.
+	late := tb.rawV5(t, "", nil)
+	late.subscribe(1, codec.Subscription{Filter: []byte("exp/retained")}, 0)
+	late.expectQuiet()
 
 	r := tb.raw(t, codec.Version5)
 	p := connectPacket(codec.Version5, "expiring", false)

@@ -114,6 +114,17 @@ func TestSessionV5DisconnectExpiry(t *testing.T) {
 	r.expectClosed()
 	tb.waitSessions(t, 0)
 
+	// Lowered from 60 to 1: the session ends a second after the close.
+	r = tb.rawV5(t, "lower1", sessionExpiry(60))
+	d = &codec.Packet{Type: codec.DISCONNECT}
+	sessionExpiry(1)(&d.Props)
+	r.send(d)
+	r.expectClosed()
+	if tb.Broker.Sessions() != 1 {
+		t.Fatal("session ended at once with expiry 1")
+	}
+	tb.waitSessions(t, 0)
+
 	r = tb.rawV5(t, "raise", nil)
 	d = &codec.Packet{Type: codec.DISCONNECT}
 	sessionExpiry(30)(&d.Props)
