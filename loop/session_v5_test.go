@@ -132,3 +132,48 @@ func TestSessionV5DisconnectExpiry(t *testing.T) {
 	r.expectDisconnect(codec.ProtocolError)
 	tb.waitSessions(t, 0) // still ends with the connection
 }
+
+// TestSessionV5ResendInflight checks that unacknowledged QoS 1 and 2
+// messages of a resumed session are sent again with DUP set and their
+// packet identifiers, and a PUBREL after PUBREC, in their original order
+// [MQTT-4.4.0-1].
+func TestSessionV5ResendInflight(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, nil)
+	sub := tb.rawV5(t, "resend", sessionExpiry(60))
+	sub.subscribe(1, codec.Subscription{Filter: []byte("rs"), QoS: 2}, 0)
+	pub := tb.rawV5(t, "", nil)
+	pub.publish("rs", "q1", 1, 1, nil)
+	pub.publish("rs", "q2", 2, 2, nil)
+	pub.publish("rs", "q2b", 2, 3, nil)
+	first := sub.expect(codec.PUBLISH)
+	second := sub.expect(codec.PUBLISH)
+	third := sub.expect(codec.PUBLISH)
+	sub.send(&codec.Packet{Type: codec.PUBREC, PacketID: second.PacketID})
+	sub.expect(codec.PUBREL)
+	sub.c.Close() // nothing acknowledged but the PUBREC
+
+	r := tb.raw(t, codec.Version5)
+	p := connectPacket(codec.Version5, "resend", false)
+	sessionExpiry(60)(&p.Props)
+	if ack := r.connect(p); !ack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	m := r.expect(codec.PUBLISH)
+	if !m.Dup || m.PacketID != first.PacketID || string(m.Payload) != "q1" || m.QoS != 1 {
+		t.Fatalf("resent %q id %d dup %v qos %d, want q1 id %d with DUP", m.Payload, m.PacketID, m.Dup, m.QoS, first.PacketID)
+	}
+	if rel := r.expect(codec.PUBREL); rel.PacketID != second.PacketID {
+		t.Fatalf("PUBREL id %d, want %d", rel.PacketID, second.PacketID)
+	}
+	m = r.expect(codec.PUBLISH)
+	if !m.Dup || m.PacketID != third.PacketID || string(m.Payload) != "q2b" || m.QoS != 2 {
+		t.Fatalf("resent %q id %d dup %v, want q2b id %d with DUP", m.Payload, m.PacketID, m.Dup, third.PacketID)
+	}
+	r.send(&codec.Packet{Type: codec.PUBACK, PacketID: first.PacketID})
+	r.send(&codec.Packet{Type: codec.PUBCOMP, PacketID: second.PacketID})
+	r.send(&codec.Packet{Type: codec.PUBREC, PacketID: third.PacketID})
+	r.expect(codec.PUBREL)
+	r.send(&codec.Packet{Type: codec.PUBCOMP, PacketID: third.PacketID})
+	r.expectQuiet()
+}

@@ -41,6 +41,21 @@ func TestSubscribeV5SubscriptionIDs(t *testing.T) {
 	if m := sub.expect(codec.PUBLISH); !slices.Equal(m.Props.SubscriptionIDs, []uint32{300000}) {
 		t.Fatalf("subscription ids %v, want [300000]", m.Props.SubscriptionIDs)
 	}
+
+	// Subscribing again replaces the identifier [MQTT-3.8.4-3]; retained
+	// messages sent because of the subscribe carry it too.
+	pub.send(&codec.Packet{Type: codec.PUBLISH, Topic: []byte("other/r"), Payload: []byte("r"), Retain: true})
+	if m := sub.expect(codec.PUBLISH); !slices.Equal(m.Props.SubscriptionIDs, []uint32{300000}) {
+		t.Fatalf("subscription ids %v, want [300000]", m.Props.SubscriptionIDs)
+	}
+	sub.subscribe(5, codec.Subscription{Filter: []byte("other/+")}, 9)
+	if m := sub.expect(codec.PUBLISH); !m.Retain || !slices.Equal(m.Props.SubscriptionIDs, []uint32{9}) {
+		t.Fatalf("retained message: retain %v subscription ids %v, want [9]", m.Retain, m.Props.SubscriptionIDs)
+	}
+	pub.publish("other/c", "z", 0, 0, nil)
+	if m := sub.expect(codec.PUBLISH); !slices.Equal(m.Props.SubscriptionIDs, []uint32{9}) {
+		t.Fatalf("subscription ids %v, want [9]", m.Props.SubscriptionIDs)
+	}
 }
 
 // TestSubscribeV5NoLocal checks that with No Local a client does not get
