@@ -23,6 +23,7 @@ import (
 
 	"github.com/midge-mqtt/midge/config"
 	"github.com/midge-mqtt/midge/loop"
+	"github.com/midge-mqtt/midge/metrics"
 	"github.com/midge-mqtt/midge/session"
 	"github.com/midge-mqtt/midge/sys"
 )
@@ -121,6 +122,17 @@ func runBroker(args []string, stderr io.Writer) int {
 		}
 		go func() { _ = http.Serve(ln, nil) }()
 		logger.Printf("pprof on http://%s/debug/pprof/", ln.Addr())
+	}
+	if cfg.MetricsListener != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsListener)
+		if err != nil {
+			fmt.Fprintf(stderr, "Error: metrics_listener: %v\n", err)
+			return 1
+		}
+		ms := metrics.NewServer(broker, version)
+		go func() { _ = ms.Serve(ln) }()
+		defer ms.Close()
+		logger.Printf("Prometheus metrics on http://%s/metrics", ln.Addr())
 	}
 
 	srv := loop.New(broker, loop.Config{Listen: st.listeners, MaxPacketSize: st.maxPacket, Logger: logger})
