@@ -60,6 +60,13 @@ type Policy struct {
 	AllowZeroLengthID bool       // allow_zero_length_clientid
 	AutoIDPrefix      string     // auto_id_prefix
 	MaxTopicAlias     uint16     // max_topic_alias: inbound topic aliases per v5 client
+
+	// IdentityAsUsername is use_identity_as_username: the identity the
+	// transport verified (a TLS client certificate's CN, see
+	// Client.SetIdentity) is the username, and the CONNECT's username and
+	// password are ignored and not checked, as in mosquitto. A client
+	// without an identity is refused (bad username or password).
+	IdentityAsUsername bool
 }
 
 // Authorizer checks credentials and topic access. Implementations must be

@@ -29,6 +29,8 @@ type Client struct {
 	pol  *Policy
 	s    *Session // nil until CONNECT is accepted
 	info ClientInfo
+	// identity is what the transport verified of the peer (SetIdentity).
+	identity string
 
 	version   byte
 	connected bool
@@ -68,6 +70,11 @@ func (b *Broker) NewClient(t Transport, pol *Policy) *Client {
 	}
 	return &Client{b: b, t: t, pol: pol}
 }
+
+// SetIdentity records the peer's verified identity (the CN of its TLS
+// client certificate), the username under Policy.IdentityAsUsername. Call it
+// before the CONNECT is handled. Loop-only.
+func (c *Client) SetIdentity(name string) { c.identity = name }
 
 // Connected reports whether CONNECT was accepted.
 func (c *Client) Connected() bool { return c.connected }

@@ -59,9 +59,18 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 		id = b.assignID(c.pol.AutoIDPrefix)
 		assigned = true // [MQTT-3.1.3-6], v5: returned in CONNACK [MQTT-3.2.2-16]
 	}
+	if c.pol.IdentityAsUsername {
+		if c.identity == "" {
+			b.logf("Client %s from %s: no certificate identity to use as username.", id, c.t.RemoteAddr())
+			return refuse(codec.ConnRefusedBadCredentials, codec.BadUsernameOrPassword, "no certificate identity")
+		}
+		cp.Username, cp.UsernameFlag = []byte(c.identity), true
+		cp.Password, cp.PasswordFlag = nil, false
+	}
 	c.info = ClientInfo{ClientID: id, Username: string(cp.Username), HasUsername: cp.UsernameFlag}
 
-	if a := c.pol.Auth; a != nil {
+	// Under IdentityAsUsername the certificate has authenticated the client.
+	if a := c.pol.Auth; a != nil && !c.pol.IdentityAsUsername {
 		switch a.Authenticate(id, cp.Username, cp.Password, cp.UsernameFlag, cp.PasswordFlag) {
 		case codec.Success:
 		case codec.NotAuthorized:
