@@ -2,6 +2,7 @@ package tools
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -53,10 +54,14 @@ func usage(t tool, err error, usageText string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usageText)
 		return 1
 	}
+	if strings.HasPrefix(ue.msg, "Combining") {
+		fmt.Fprintf(stdout, "Error: %s", ue.msg) // mosquitto_sub prints this one on stdout
+		return 1
+	}
 	fmt.Fprintf(stderr, "Error: %s\n", strings.TrimSuffix(ue.msg, "\n"))
 	if ue.fullUsage {
 		fmt.Fprint(stdout, usageText)
-	} else if !strings.HasPrefix(ue.msg, "Combining") {
+	} else {
 		fmt.Fprintf(stderr, "\nUse '%s --help' to see usage.\n", t.midgeName())
 	}
 	return 1
@@ -75,6 +80,9 @@ func (r *run) options() (client.Options, error) {
 	}
 	if c.hasPassword {
 		o.Password = []byte(c.password)
+	}
+	if o.ClientID == "" && c.version == codec.Version31 {
+		o.ClientID = randomID() // 3.1 has no empty client id; libmosquitto makes one up
 	}
 	if c.bindAddr != "" {
 		o.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.bindAddr)}
@@ -108,7 +116,7 @@ func (r *run) options() (client.Options, error) {
 		o.TLS = tc
 	}
 	if c.debug {
-		r.id = c.id
+		r.id = o.ClientID
 		o.OnPacket = r.debug
 	}
 	return o, nil
@@ -222,4 +230,15 @@ func (r *run) errorf(format string, a ...any) {
 // disconnect ends the session with the -D disconnect properties.
 func (r *run) disconnect() {
 	r.cli.Disconnect(codec.Success, r.cfg.propsFor("disconnect"))
+}
+
+// randomID is "mosq-" and 18 random letters and digits, as libmosquitto generates.
+func randomID() string {
+	const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, 18)
+	rand.Read(b)
+	for i := range b {
+		b[i] = chars[int(b[i])%len(chars)]
+	}
+	return "mosq-" + string(b)
 }

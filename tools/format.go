@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -66,6 +67,9 @@ func (f *formatter) render(dst []byte, m *client.Message) ([]byte, error) {
 			return dst, err
 		}
 	case f.verbose:
+		if len(m.Payload) == 0 && f.noEOL {
+			return dst, nil // mosquitto_sub prints nothing here either
+		}
 		dst = append(append(dst, m.Topic...), ' ')
 		if len(m.Payload) == 0 {
 			dst = append(dst, "(null)"...)
@@ -290,7 +294,13 @@ func (f *formatter) json(dst []byte, m *client.Message, p *codec.Properties, now
 	case len(m.Payload) == 0:
 		fields = append(fields, jsonField{"payload", "null"})
 	default:
-		fields = append(fields, jsonField{"payload", quote(string(m.Payload))})
+		// mosquitto_sub hands the payload to cJSON as a C string: it ends at
+		// the first NUL byte.
+		pl := m.Payload
+		if i := bytes.IndexByte(pl, 0); i >= 0 {
+			pl = pl[:i]
+		}
+		fields = append(fields, jsonField{"payload", quote(string(pl))})
 	}
 	return appendObject(dst, fields, f.pretty, 0), nil
 }

@@ -57,6 +57,9 @@ func (r *run) receive(request *client.Message) int {
 	count := 0
 	var buf []byte
 	onMessage := func(m *client.Message) {
+		if cfg.exitAfterSub {
+			return // -E leaves as soon as SUBACK arrives, printing nothing
+		}
 		if count >= cfg.msgCount && cfg.msgCount > 0 {
 			return
 		}
