@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/midge-mqtt/midge/client"
@@ -114,7 +117,13 @@ func (r *run) receive(request *client.Message) int {
 		defer t.Stop()
 		timeout = t.C
 	}
+	interrupt := make(chan os.Signal, 1)
+	signal.Notify(interrupt, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(interrupt)
 	select {
+	case <-interrupt: // Ctrl-C ends a subscription normally, with DISCONNECT
+		r.disconnect()
+		return 0
 	case code := <-stop:
 		r.disconnect()
 		return code
