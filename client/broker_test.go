@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -40,6 +41,7 @@ func runMosquitto(dir string, extra ...string) (string, func(), error) {
 		return "", nil, err
 	}
 	cmd := exec.Command(mosquittoPath, "-c", conf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive a killed test binary
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		return "", nil, err
