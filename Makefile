@@ -28,16 +28,24 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 
-# Go micro-benchmarks with allocation counts.
+# Go micro-benchmarks (with allocation counts) of every package that has
+# them, then one short run of each `midge bench` scenario against a freshly
+# spawned midge, summarised in one table.
+BENCHTIME ?= 500ms
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -n1 dirname | sort -u)
+	$(GO) run ./perf -quick
 
 # Run every fuzz target for FUZZTIME each.
 fuzz:
 	@./scripts/fuzz.sh $(FUZZTIME)
 
+# midge vs mosquitto (installed when missing), same scenarios, A B B A
+# rounds; writes perf/results/<date>.md with charts. About 10 minutes;
+# e.g. PERFFLAGS="-rounds 8 -d 10s" for longer.
+PERFFLAGS ?=
 perf:
-	@echo "make perf: the perf harness (perf/) is not built yet (issue 6)"; exit 1
+	$(GO) run ./perf $(PERFFLAGS)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,234 @@
+// Command perf runs midge and mosquitto (and any other broker named on the
+// command line) under the same `midge bench` scenarios, each broker fresh
+// per run, in A B B A order over several rounds, and writes a report with
+// medians, ranges, ratios and charts to perf/results/<date>.md.
+//
+//	go run ./perf                 the comparison (make perf)
+//	go run ./perf -quick          one short run of each scenario against midge (make bench)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/midge-mqtt/midge/bench"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// brokerList is the repeatable -broker flag.
+type brokerList []brokerSpec
+
+func (b *brokerList) String() string { return fmt.Sprint(*b) }
+func (b *brokerList) Set(s string) error {
+	spec, err := parseBroker(s)
+	if err == nil {
+		*b = append(*b, spec)
+	}
+	return err
+}
+
+// options are perf's flags.
+type options struct {
+	quick       bool
+	rounds      int
+	duration    time.Duration
+	warmup      time.Duration
+	scenarios   string
+	conns       int
+	midge       string
+	midgeArgs   string
+	noMosquitto bool
+	out         string
+	profileDir  string
+	others      brokerList
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.quick, "quick", false, "one short run of each scenario against midge only, printed as a table (make bench)")
+	fs.IntVar(&o.rounds, "rounds", 4, "runs per broker and scenario, in A B B A order")
+	fs.DurationVar(&o.duration, "d", 4*time.Second, "measured time per run")
+	fs.DurationVar(&o.warmup, "w", time.Second, "warm-up per run")
+	fs.StringVar(&o.scenarios, "scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios")
+	fs.IntVar(&o.conns, "conns", 19000, "idle connections in the conns scenario")
+	fs.StringVar(&o.midge, "midge", "", "midge binary (default: go build -o bin/midge .)")
+	fs.StringVar(&o.midgeArgs, "midge-args", "", "extra arguments for midge")
+	fs.BoolVar(&o.noMosquitto, "no-mosquitto", false, "do not run mosquitto")
+	fs.StringVar(&o.out, "out", "perf/results", "report directory")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "write a midge CPU profile per run into this directory")
+	fs.Var(&o.others, "broker", "another broker as name=command with {port} (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logf := func(f string, a ...any) { fmt.Fprintf(stderr, "perf: "+f+"\n", a...) }
+	if o.quick {
+		o.rounds, o.duration, o.warmup, o.noMosquitto = 1, 1500*time.Millisecond, 500*time.Millisecond, true
+		if !flagSet(fs, "conns") {
+			o.conns = 1000
+		}
+	}
+
+	midge := o.midge
+	if midge == "" {
+		midge = "bin/midge"
+		logf("building %s", midge)
+		cmd := exec.Command("go", "build", "-o", midge, ".")
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			logf("go build: %v", err)
+			return 1
+		}
+	}
+	midgeCmd := midge + " -p {port}"
+	if o.midgeArgs != "" {
+		midgeCmd += " " + o.midgeArgs
+	}
+	brokers := []brokerSpec{{Name: "midge", Command: midgeCmd}}
+	env := environment(midge)
+	if !o.noMosquitto {
+		path, err := ensureMosquitto(logf)
+		if err != nil {
+			logf("%v", err)
+			return 1
+		}
+		env.Mosquitto = mosquittoVersion(path)
+		brokers = append(brokers, brokerSpec{Name: "mosquitto", Command: path + " -c {conf}"})
+	}
+	brokers = append(brokers, o.others...)
+
+	dir, err := os.MkdirTemp("", "midge-perf")
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	runs, err := runAll(ctx, o, brokers, dir, logf)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	if o.quick {
+		var rs []*bench.Result
+		for _, r := range runs {
+			rs = append(rs, r.Result)
+		}
+		fmt.Fprintln(stdout)
+		if err := bench.WriteTable(stdout, rs); err != nil {
+			return 1
+		}
+		for _, r := range runs {
+			if r.Result.Error != "" {
+				return 1
+			}
+		}
+		return 0
+	}
+	rep := newReport(env, o, brokers, runs)
+	path, err := rep.write(o.out)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	fmt.Fprint(stdout, rep.summary())
+	logf("report: %s", path)
+	return 0
+}
+
+func flagSet(fs *flag.FlagSet, name string) (set bool) {
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// runResult is one scenario run against one broker.
+type runResult struct {
+	Broker string        `json:"broker"`
+	Round  int           `json:"round"`
+	Result *bench.Result `json:"result"`
+}
+
+// config is the bench configuration of each scenario in perf.
+func config(o options, name string) bench.Config {
+	c := bench.Config{Scenario: name, Duration: o.duration, Warmup: o.warmup, Conns: o.conns}
+	if name == "conns" {
+		c.Duration = 2 * time.Second // hold time; the connect phase is what is timed
+	}
+	return c
+}
+
+// runAll runs every scenario: for each round, every broker once, the order
+// reversed on odd rounds (A B B A ...), each broker fresh per run.
+func runAll(ctx context.Context, o options, brokers []brokerSpec, dir string, logf func(string, ...any)) ([]runResult, error) {
+	var runs []runResult
+	names := strings.Split(o.scenarios, ",")
+	total, n := len(names)*o.rounds*len(brokers), 0
+	for _, name := range names {
+		for round := 0; round < o.rounds; round++ {
+			order := append([]brokerSpec(nil), brokers...)
+			if round%2 == 1 {
+				for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
+					order[i], order[j] = order[j], order[i]
+				}
+			}
+			for _, spec := range order {
+				if err := ctx.Err(); err != nil {
+					return runs, err
+				}
+				n++
+				if o.profileDir != "" && spec.Name == "midge" {
+					spec.Command += " --cpuprofile " + filepath.Join(o.profileDir, fmt.Sprintf("%s-%d.pprof", name, round))
+				}
+				b, err := start(spec, dir)
+				if err != nil {
+					return runs, err
+				}
+				c := config(o, name)
+				c.Port, c.BrokerPID = b.Port, b.Pid
+				r, err := bench.Run(ctx, c)
+				if stopErr := b.stop(); stopErr != nil {
+					logf("%s: %v", spec.Name, stopErr)
+				}
+				if r == nil {
+					r = &bench.Result{Scenario: name}
+				}
+				if err != nil && r.Error == "" {
+					r.Error = err.Error()
+				}
+				logf("[%d/%d] %-8s %-9s %s", n, total, name, spec.Name, oneLine(r))
+				runs = append(runs, runResult{Broker: spec.Name, Round: round, Result: r})
+			}
+		}
+	}
+	return runs, nil
+}
+
+// oneLine is a run's headline figures for the log.
+func oneLine(r *bench.Result) string {
+	if r.Error != "" {
+		return "error: " + r.Error
+	}
+	s := fmt.Sprintf("%s msg/s delivered, lost %d, broker CPU %s", bench.Count(r.Rate), r.Lost, bench.Percent(r.BrokerCPU))
+	switch r.Scenario {
+	case "latency":
+		if r.Latency == nil {
+			break
+		}
+		s += fmt.Sprintf(", p50 %s p99 %s", bench.Micros(r.Latency.P50), bench.Micros(r.Latency.P99))
+	case "conns":
+		s = fmt.Sprintf("%s conn/s, %.2f KiB/conn", bench.Count(r.ConnectRate), r.KiBPerConn)
+	}
+	return s
+}
