@@ -36,7 +36,10 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 	reason := codec.Success
 	switch {
 	case b.opts.MessageSizeLimit > 0 && len(p.Payload) > b.opts.MessageSizeLimit:
-		reason = codec.PacketTooLarge
+		// Dropped and acknowledged, as mosquitto does, but with 0x97 (an
+		// administrative limit): 0x95, which mosquitto sends, is not a PUBACK
+		// or PUBREC reason code [MQTT-3.4.2-1] [MQTT-3.5.2-1].
+		reason = codec.QuotaExceeded
 	case c.pol.Auth != nil && !c.pol.Auth.Allow(&c.info, string(topic), AccessWrite):
 		reason = codec.NotAuthorized
 	}
