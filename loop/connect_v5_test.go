@@ -285,6 +285,7 @@ func (pc *pahoV5) quiet(t testing.TB) {
 // CONNECTs, byte for byte, and that the connection is then closed
 // [MQTT-3.2.2-6/7].
 func TestConnectV5Refused(t *testing.T) {
+	t.Parallel()
 	noZeroID := session.DefaultOptions()
 	noZeroID.AllowZeroLengthID = false
 	tests := []struct {
@@ -310,6 +311,7 @@ func TestConnectV5Refused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			tb := startBroker(t, tt.opts)
 			r := tb.raw(t, codec.Version5)
 			r.write(tt.raw)
@@ -329,6 +331,7 @@ func TestConnectV5Refused(t *testing.T) {
 // TestConnectV5AssignedClientID checks that an empty client id gets a unique
 // identifier, returned in the CONNACK [MQTT-3.2.2-16].
 func TestConnectV5AssignedClientID(t *testing.T) {
+	t.Parallel()
 	tb := startBroker(t, nil)
 	seen := map[string]bool{}
 	for i := 0; i < 2; i++ {
@@ -352,6 +355,7 @@ func TestConnectV5AssignedClientID(t *testing.T) {
 // TestConnectV5ServerKeepalive checks that a keepalive over max_keepalive
 // (or 0) is lowered with Server Keep Alive [MQTT-3.2.2-21/22].
 func TestConnectV5ServerKeepalive(t *testing.T) {
+	t.Parallel()
 	opts := session.DefaultOptions()
 	opts.MaxKeepalive = 30
 	tb := startBroker(t, &opts)
@@ -374,6 +378,7 @@ func TestConnectV5ServerKeepalive(t *testing.T) {
 // TestConnectV5ConnackProperties checks the limits a CONNACK announces:
 // receive maximum, maximum packet size and topic alias maximum [MQTT-3.2.2].
 func TestConnectV5ConnackProperties(t *testing.T) {
+	t.Parallel()
 	opts := session.DefaultOptions()
 	opts.MaxInflight = 7
 	opts.MaxPacketSize = 4096
@@ -391,6 +396,7 @@ func TestConnectV5ConnackProperties(t *testing.T) {
 // TestConnectV5Takeover checks that a second connection with the same
 // client id closes the first with DISCONNECT 0x8E [MQTT-3.1.4-3].
 func TestConnectV5Takeover(t *testing.T) {
+	t.Parallel()
 	tb := startBroker(t, nil)
 	first := tb.rawV5(t, "twin", nil)
 	first.subscribe(1, codec.Subscription{Filter: []byte("tk"), QoS: 1}, 0)
@@ -410,6 +416,7 @@ func TestConnectV5Takeover(t *testing.T) {
 // method is supported) and a second CONNECT end the connection with
 // DISCONNECT 0x82 [MQTT-4.12.0-1] [MQTT-3.1.0-2].
 func TestConnectV5ProtocolErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		p    *codec.Packet
@@ -419,6 +426,7 @@ func TestConnectV5ProtocolErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			tb := startBroker(t, nil)
 			other := tb.rawV5(t, "other", nil)
 			r := tb.rawV5(t, "pe", nil)

@@ -67,6 +67,7 @@ func (tb *testBroker) badPacketLines(id string) int {
 // [MQTT-4.7.1], duplicate properties, fields longer than the packet and
 // bytes after its end.
 func TestMalformedVectors(t *testing.T) {
+	t.Parallel()
 	tb := startBroker(t, nil)
 	obs := tb.observer(t)
 	n := 0
@@ -105,6 +106,7 @@ func TestMalformedVectors(t *testing.T) {
 // reason code [MQTT-3.2.2-6/7], a v3 one with CONNACK 0x01 for a bad
 // protocol [MQTT-3.1.2-2] or a close; the observer is unaffected.
 func TestMalformedConnect(t *testing.T) {
+	t.Parallel()
 	tb := startBroker(t, nil)
 	obs := tb.observer(t)
 	for i, v := range codec.Vectors {
@@ -138,6 +140,7 @@ func TestMalformedConnect(t *testing.T) {
 // TestMalformedFirstPacketNotConnect checks that a first packet other than
 // CONNECT closes the connection [MQTT-3.1.0-1].
 func TestMalformedFirstPacketNotConnect(t *testing.T) {
+	t.Parallel()
 	tb := startBroker(t, nil)
 	r := tb.raw(t, codec.Version311)
 	r.send(&codec.Packet{Type: codec.PINGREQ})
@@ -148,6 +151,7 @@ func TestMalformedFirstPacketNotConnect(t *testing.T) {
 // bytes at the broker, before and after a CONNECT, without reading, and
 // checks that it keeps serving: no panic, no stuck loop.
 func TestMalformedFuzz(t *testing.T) {
+	t.Parallel()
 	tb := startBroker(t, nil)
 	obs := tb.observer(t)
 	rng := rand.New(rand.NewSource(4))

@@ -15,6 +15,7 @@ import (
 // DISCONNECT 0x8B (Server shutting down) before closing it, closes v3
 // clients (v3 has no server DISCONNECT), and stops accepting connections.
 func TestShutdownDisconnects(t *testing.T) {
+	t.Parallel()
 	tb := startBroker(t, nil)
 	var v5 []*rawConn
 	for i := 0; i < 4; i++ { // spread over both loops
