@@ -167,10 +167,11 @@ func TestConfigAuthACL(t *testing.T) {
 		}
 		close(lines)
 	}()
-	// Wait until the subscription is in place: a retained-free probe would
-	// race, so publish until alice sees her own message.
+	// Wait until the subscription is in place: the probe is retained, so
+	// alice sees it exactly once whether it lands before or after her
+	// SUBSCRIBE.
 	waitFor(t, func() bool {
-		return exec.Command("mosquitto_pub", "-p", p, "-u", "alice", "-P", "secret", "-t", "alice/probe", "-m", "p").Run() == nil
+		return exec.Command("mosquitto_pub", "-p", p, "-u", "alice", "-P", "secret", "-t", "alice/probe", "-m", "p", "-r").Run() == nil
 	})
 	first := <-lines
 	if first != "alice/probe p" {
