@@ -39,6 +39,8 @@ type Session struct {
 	Expiry         uint32 // session expiry interval, seconds (math.MaxUint32: never)
 	DisconnectedAt int64  // unix nanoseconds of the last disconnect; 0 while connected
 	Subscriptions  []Subscription
+	Will           *Message // the will to publish if the broker restarts while the client is away; nil = none
+	WillDelay      uint32   // v5 will delay interval, seconds
 }
 
 // Queued is one outgoing QoS 1/2 message of a persistent session, waiting in
@@ -72,6 +74,14 @@ type Options struct {
 	// OnDurable is called (from the store's goroutine) after every commit
 	// with the highest sequence number now durable. It must not block.
 	OnDurable func(seq uint64)
+	// MaxPending bounds the bytes submitted but not yet taken by the
+	// committer; Submit waits (back-pressure) while it is exceeded, which
+	// happens only when the disk cannot keep up. 0 means 64 MiB.
+	MaxPending int
+	// ReadOnly opens an existing store without writing to it and without
+	// taking its lock, so that `midge dump` can read a live broker's store.
+	// Submit must not be called.
+	ReadOnly bool
 }
 
 // Report lists what Load could not read.
