@@ -188,3 +188,20 @@ func TestPprof(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkScrape is the cost of one /metrics request (broker, Go runtime
+// and process collectors), served in process.
+func BenchmarkScrape(b *testing.B) {
+	o := session.DefaultOptions()
+	o.Logger = log.New(io.Discard, "", 0)
+	h := Handler(session.NewBroker(o), "bench")
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}
