@@ -141,9 +141,10 @@ func TestScrapeAfterWorkload(t *testing.T) {
 			t.Errorf("%s = %v, want %v", w.name, got, w.v)
 		}
 	}
-	// The same atomics as $SYS: bytes are whatever the broker counted.
-	if got, want := value(t, fams, "midge_bytes_received_total"), float64(b.Stats.BytesReceived.Load()); got != want || got == 0 {
-		t.Errorf("midge_bytes_received_total = %v, want %v (non-zero)", got, want)
+	// The same atomics as $SYS: bytes are whatever the broker counted (the
+	// subscriber's PUBACKs may still be arriving, so at most what it counts now).
+	if got, now := value(t, fams, "midge_bytes_received_total"), float64(b.Stats.BytesReceived.Load()); got > now || got == 0 {
+		t.Errorf("midge_bytes_received_total = %v, want non-zero and at most %v", got, now)
 	}
 	if got := value(t, fams, "midge_messages_received_total"); got < 2+1+3 { // CONNECTs, SUBSCRIBE, PUBLISHes
 		t.Errorf("midge_messages_received_total = %v, want >= 6", got)
