@@ -70,6 +70,10 @@ type Config struct {
 	PersistenceLocation string
 	PersistenceFile     string        // default "mosquitto.db"
 	AutosaveInterval    time.Duration // default 30m; 0: only on exit
+	// PersistenceSync is midge's own persistence_sync: "always" (default):
+	// a QoS 1/2 message is acknowledged once synced to disk; "interval": once
+	// written, with a sync every autosave_interval.
+	PersistenceSync string
 
 	// MetricsListener is midge's own: an address for Prometheus /metrics.
 	MetricsListener string
@@ -174,6 +178,7 @@ func newConfig() *Config {
 		ConnectionMessages:  true,
 		PersistenceFile:     "mosquitto.db",
 		AutosaveInterval:    1800 * time.Second,
+		PersistenceSync:     "always",
 	}
 }
 

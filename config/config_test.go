@@ -24,14 +24,14 @@ func TestDefault(t *testing.T) {
 		sys, autosave               time.Duration
 		retain, ts, conn, zeroLen   bool
 		logs                        LogType
-		prefix, dbfile              string
+		prefix, dbfile, sync        string
 	}{20, 1000, 65535, 10 * time.Second, 30 * time.Minute, true, true, true, true,
-		LogError | LogWarning | LogNotice | LogInformation, "auto-", "mosquitto.db"}
+		LogError | LogWarning | LogNotice | LogInformation, "auto-", "mosquitto.db", "always"}
 	got := want
 	got.inflight, got.queued, got.keepalive = c.MaxInflightMessages, c.MaxQueuedMessages, c.MaxKeepalive
 	got.sys, got.autosave, got.retain, got.ts = c.SysInterval, c.AutosaveInterval, c.RetainAvailable, c.LogTimestamp
 	got.conn, got.zeroLen, got.logs = c.ConnectionMessages, c.Security.AllowZeroLengthClientID, c.LogTypes
-	got.prefix, got.dbfile = c.Security.AutoIDPrefix, c.PersistenceFile
+	got.prefix, got.dbfile, got.sync = c.Security.AutoIDPrefix, c.PersistenceFile, c.PersistenceSync
 	if got != want {
 		t.Fatalf("defaults: got %+v\nwant %+v", got, want)
 	}
@@ -89,6 +89,7 @@ persistence false
 persistence_location /var/lib/midge/
 persistence_file m.db
 autosave_interval 60
+persistence_sync interval
 metrics_listener 127.0.0.1:9100
 `, func(t *testing.T, c *Config) {
 			if len(c.Listeners) != 2 {
@@ -111,7 +112,7 @@ metrics_listener 127.0.0.1:9100
 				c.RetainAvailable || c.PersistentClientExpiration != 14*24*time.Hour || c.SysInterval != 0 ||
 				c.LogTimestamp || c.LogTimestampFormat != "%Y-%m-%dT%H:%M:%S" || c.ConnectionMessages ||
 				c.Persistence || c.PersistenceLocation != "/var/lib/midge/" || c.PersistenceFile != "m.db" ||
-				c.AutosaveInterval != time.Minute || c.MetricsListener != "127.0.0.1:9100" {
+				c.AutosaveInterval != time.Minute || c.PersistenceSync != "interval" || c.MetricsListener != "127.0.0.1:9100" {
 				t.Fatalf("globals %+v", c)
 			}
 			if err := c.Unsupported(); err != nil {
@@ -215,6 +216,8 @@ var invalidCases = []struct {
 	{"topic alias", "max_topic_alias 70000\n", `midge.conf:1: max_topic_alias: expected an integer from 0 to 65535, got "70000"`, true},
 	{"sys interval", "sys_interval -1\n", `midge.conf:1: sys_interval: expected an integer from 0 to 65535, got "-1"`, true},
 	{"autosave", "autosave_interval -1\n", `midge.conf:1: autosave_interval: expected a non-negative integer, got "-1"`, false},
+	{"persistence sync", "persistence_sync sometimes\n", `midge.conf:1: persistence_sync: expected always or interval, got "sometimes"`, false},
+	{"persistence sync missing", "persistence_sync\n", `midge.conf:1: persistence_sync: missing value`, false},
 	{"bool", "retain_available yes\n", `midge.conf:1: retain_available: expected true or false, got "yes"`, true},
 	{"expiration seconds", "persistent_client_expiration 5s\n", `midge.conf:1: persistent_client_expiration: expected a duration like 2h, 14d, 1w, 1m or 1y, got "5s"`, true},
 	{"expiration zero", "persistent_client_expiration 0d\n", `midge.conf:1: persistent_client_expiration: expected a duration like 2h, 14d, 1w, 1m or 1y, got "0d"`, true},

@@ -91,6 +91,16 @@ func init() {
 		"autosave_interval": globalInt(func(c *Config, n int) {
 			c.AutosaveInterval = time.Duration(n) * time.Second
 		}, 0, maxInt),
+		"persistence_sync": func(p *parser, l *line) error {
+			v, err := l.one()
+			if err == nil && v != "always" && v != "interval" {
+				err = l.errorf("expected always or interval, got %q", v)
+			}
+			if err == nil {
+				p.c.PersistenceSync = v
+			}
+			return err
+		},
 
 		"metrics_listener": func(p *parser, l *line) error {
 			v, err := l.one()
