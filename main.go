@@ -19,6 +19,7 @@ var subcommands = map[string]func(args []string, stdin io.Reader, stdout, stderr
 	"sub":    tools.Sub,
 	"rr":     tools.RR,
 	"passwd": tools.Passwd,
+	"dump":   tools.Dump,
 }
 
 func main() {
