@@ -216,3 +216,31 @@ func eachFile(t *testing.T, dir string, f func(path string, fi os.FileInfo)) {
 		}
 	}
 }
+
+// TestMoveAside: a store Open refuses can be moved aside, and a new one
+// opens empty in its place.
+func TestMoveAside(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	db := open(t, dir, Options{})
+	commit(t, db, encodedSample())
+	db.Close()
+	eachFile(t, dir, func(p string, fi os.FileInfo) { os.Truncate(p, 0) })
+	if _, err := Open(dir, Options{}); err == nil {
+		t.Fatal("emptied store opened")
+	}
+	to, err := MoveAside(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(to, dir+".damaged-") {
+		t.Fatalf("moved to %s", to)
+	}
+	if _, err := os.Stat(filepath.Join(to, "CURRENT")); err != nil {
+		t.Fatalf("damaged files not kept: %v", err)
+	}
+	db = open(t, dir, Options{})
+	defer db.Close()
+	if got, rep := load(t, db); len(got.Retained)+len(got.Sessions)+len(got.Queued) != 0 || len(rep.Unreadable) != 0 {
+		t.Fatalf("new store not empty: %+v %v", got, rep)
+	}
+}

@@ -297,3 +297,14 @@ func (db *DB) Close() error {
 	}
 	return err
 }
+
+// MoveAside renames the store in dir, which Open refused, to
+// dir.damaged-TIME and returns the new name, so that the broker can start
+// with an empty store while the damaged files stay for inspection.
+func MoveAside(dir string) (string, error) {
+	to := fmt.Sprintf("%s.damaged-%s", dir, time.Now().UTC().Format("20060102T150405.000"))
+	if err := os.Rename(dir, to); err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	return to, nil
+}
