@@ -15,7 +15,29 @@ import (
 // publishers, each waiting for durability (its PUBACK) before the next.
 // Reports throughput and Submit→Durable latency percentiles.
 //
-//	go test -run '^$' -bench SubmitDurable -benchtime 3s ./store
+//	go test -run '^$' -bench SubmitDurable -benchtime 2s ./store
+//
+// 2026-11-23, go1.26.8 linux/amd64, 2-core AMD EPYC VM (shared with other
+// work), pebble v1.1.5:
+//
+//	sync=always   publishers=1    5,577 msgs/s  p50 160 µs  p99  372 µs   1.0 batches/commit
+//	sync=always   publishers=16  45,218 msgs/s  p50 318 µs  p99  632 µs   7.6 batches/commit
+//	sync=always   publishers=64 141,444 msgs/s  p50 312 µs  p99 3192 µs  22.1 batches/commit
+//	sync=interval publishers=1  426,105 msgs/s  p50 1.4 µs  p99   24 µs
+//	sync=interval publishers=64 519,588 msgs/s  p50 1.5 µs  p99 1329 µs
+//
+// Backend choice (same machine, a scratch program outside this module doing
+// the same group commit of a 124 B put and the delete of an acked one, three
+// interleaved rounds, pebble v1.1.5 vs bbolt v1.4.0, ranges over rounds):
+//
+//	open loop 1k msg/s:    p50 219-244 µs (pebble) vs 297-376 µs (bbolt)
+//	open loop 10k msg/s:   p50 226-251 µs          vs 261-2151 µs
+//	closed loop, 1 pub:    4.2-6.0k msgs/s         vs 2.0-3.7k msgs/s
+//	closed loop, 16 pubs:  24-46k msgs/s           vs 24-27k msgs/s
+//	closed loop, 64 pubs:  122-153k msgs/s         vs 53-93k msgs/s
+//
+// pebble: one WAL append and one fsync per group; bbolt rewrites B+tree
+// pages and its freelist and syncs twice (data, then meta) per transaction.
 func BenchmarkSubmitDurable(b *testing.B) {
 	for _, mode := range []SyncMode{SyncAlways, SyncInterval} {
 		for _, pubs := range []int{1, 16, 64} {
