@@ -23,6 +23,7 @@ type conn struct {
 	lastIn  int64 // unix milliseconds of the last packet received
 	closed  bool
 	stalled bool
+	ws      *wsStream // protocol websockets (websocket.go); nil: MQTT on TCP
 
 	wheelAt              int64
 	wheelPrev, wheelNext *conn
@@ -49,6 +50,9 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		stats: &s.broker.Stats}
 	c.dec.MaxPacketSize = s.cfg.MaxPacketSize
 	c.ln = s.listenerOf(gc)
+	if c.ln.WebSocket {
+		c.ws = &wsStream{}
+	}
 	c.client = s.broker.NewClient(c, c.ln.Policy)
 	gc.SetContext(c)
 	ls.conns[c] = struct{}{}
@@ -112,6 +116,9 @@ func (c *conn) serve(out *session.Output) error {
 // readFrames handles every complete packet buffered. Frames are decoded in
 // place (Peek) and discarded only after the session is done with them.
 func (c *conn) readFrames(out *session.Output) error {
+	if c.ws != nil {
+		return c.readWebSocket(out)
+	}
 	gc := c.gc
 	pkt := &c.ls.pkt
 	got := false
@@ -261,6 +268,10 @@ func (ls *loopState) retryStalled() {
 // socket does not take at once, so the buffers are reusable right after.
 func (c *conn) flush(out *session.Output) {
 	if out.Empty() {
+		return
+	}
+	if c.ws != nil {
+		c.writeWebSocket(out)
 		return
 	}
 	c.stats.BytesSent.Add(int64(out.Len()))

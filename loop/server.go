@@ -9,6 +9,7 @@ package loop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -48,6 +49,11 @@ type Listener struct {
 	Addr           string          // host:port; port 0 picks one
 	MaxConnections int             // max_connections (0: unlimited)
 	Policy         *session.Policy // nil: the broker's options
+	// TLS serves the listener over TLS, on the net.Conn path (netconn.go):
+	// gnet has no TLS. nil: plain TCP on gnet.
+	TLS *tls.Config
+	// WebSocket is `protocol websockets`: MQTT over WebSocket (websocket.go).
+	WebSocket bool
 }
 
 // listener is a Listener while serving. conns is touched by every loop.
@@ -83,6 +89,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	loops     map[gnet.EventLoop]*loopState
+	nets      netSide // TLS listeners (netconn.go)
+	noEngine  bool    // every listener is on nets: gnet is not run
 	lastSweep time.Time
 }
 
@@ -137,8 +145,18 @@ func (s *Server) Start() error {
 		return errors.New("loop: no listeners")
 	}
 	s.lns = make(map[string]*listener, len(all))
-	protoAddrs := make([]string, len(all))
+	var protoAddrs []string
+	netAddrs := make(map[int]net.Addr)
 	for i, l := range all {
+		if l.TLS != nil { // served by netSide, not gnet
+			addr, err := s.nets.listen(s, &listener{Listener: l})
+			if err != nil {
+				_ = s.nets.close(context.Background())
+				return fmt.Errorf("loop: listener %s: %w", l.Addr, err)
+			}
+			netAddrs[i] = addr
+			continue
+		}
 		ta, err := net.ResolveTCPAddr("tcp", l.Addr)
 		if err != nil {
 			return fmt.Errorf("loop: listener %s: %w", l.Addr, err)
@@ -148,10 +166,20 @@ func (s *Server) Start() error {
 		}
 		ln := &listener{Listener: l}
 		s.lns[ta.String()], s.only = ln, ln
-		protoAddrs[i] = "tcp://" + l.Addr
+		protoAddrs = append(protoAddrs, "tcp://"+l.Addr)
 	}
-	if len(all) > 1 {
+	if len(protoAddrs) > 1 {
 		s.only = nil
+	}
+	if len(protoAddrs) == 0 {
+		s.noEngine = true
+		go s.nets.tick()
+		go func() { <-s.nets.stop; close(s.done) }()
+		s.addrs = make([]net.Addr, len(all))
+		for i, a := range netAddrs {
+			s.addrs[i] = a
+		}
+		return nil
 	}
 	go func() {
 		defer close(s.done)
@@ -167,9 +195,14 @@ func (s *Server) Start() error {
 	select {
 	case <-s.booted:
 	case <-s.done:
+		_ = s.nets.close(context.Background())
 		return fmt.Errorf("loop: %w", s.runErr)
 	}
-	for _, l := range all {
+	for i, l := range all {
+		if a := netAddrs[i]; a != nil {
+			s.addrs = append(s.addrs, a)
+			continue
+		}
 		addr, err := s.listenerAddr(l.Addr)
 		if err != nil {
 			return err
@@ -216,12 +249,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}))
 	}
 	s.mu.Unlock()
+	s.nets.kick()
 	// Give the kicks a moment to be written before the sockets close.
 	deadline := time.Now().Add(200 * time.Millisecond)
 	for s.conns.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	err := s.eng.Stop(ctx)
+	err := s.nets.close(ctx)
+	if !s.noEngine {
+		err = errors.Join(err, s.eng.Stop(ctx))
+	}
 	select {
 	case <-s.done:
 	case <-ctx.Done():
