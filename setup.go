@@ -56,10 +56,15 @@ func newSetup(cfg *config.Config, verbose bool, ports []int, stderr io.Writer) (
 	o.AutoIDPrefix = global.AutoIDPrefix
 	st.opts = o
 
-	policies := map[*config.Security]*session.Policy{}
+	type policyKey struct {
+		sec      *config.Security
+		identity bool // use_identity_as_username is per listener
+	}
+	policies := map[policyKey]*session.Policy{}
 	policyFor := func(l *config.Listener) (*session.Policy, error) {
 		sec := cfg.SecurityFor(l)
-		if p := policies[sec]; p != nil {
+		key := policyKey{sec, l.UseIdentityAsUsername}
+		if p := policies[key]; p != nil {
 			return p, nil
 		}
 		a, err := auth.NewAuthorizer(sec.AllowAnonymous, sec.PasswordFile, sec.ACLFile)
@@ -68,8 +73,9 @@ func newSetup(cfg *config.Config, verbose bool, ports []int, stderr io.Writer) (
 		}
 		st.authz = append(st.authz, a)
 		p := &session.Policy{Auth: a, AllowZeroLengthID: sec.AllowZeroLengthClientID,
-			AutoIDPrefix: sec.AutoIDPrefix, MaxTopicAlias: uint16(l.MaxTopicAlias)}
-		policies[sec] = p
+			AutoIDPrefix: sec.AutoIDPrefix, MaxTopicAlias: uint16(l.MaxTopicAlias),
+			IdentityAsUsername: l.UseIdentityAsUsername}
+		policies[key] = p
 		return p, nil
 	}
 
@@ -91,8 +97,13 @@ func newSetup(cfg *config.Config, verbose bool, ports []int, stderr io.Writer) (
 		if max < 0 {
 			max = 0
 		}
+		tc, err := listenerTLS(l)
+		if err != nil {
+			return nil, err
+		}
 		st.listeners = append(st.listeners, loop.Listener{
-			Addr: net.JoinHostPort(l.Bind, strconv.Itoa(l.Port)), MaxConnections: max, Policy: pol})
+			Addr: net.JoinHostPort(l.Bind, strconv.Itoa(l.Port)), MaxConnections: max, Policy: pol,
+			TLS: tc, WebSocket: l.Protocol == "websockets"})
 	}
 	return st, nil
 }

@@ -235,8 +235,6 @@ const (
 // when its feature lands; Unsupported then stops refusing its settings.
 var NotBuilt = map[Feature]bool{
 	FeaturePersistence: true,
-	FeatureTLS:         true,
-	FeatureWebsockets:  true,
 	FeatureMountPoint:  true,
 	FeatureUnixSocket:  true,
 	FeatureLogSyslog:   true,
