@@ -19,6 +19,7 @@ type transport struct {
 	tls, ws  bool
 	server   *tls.Config // set by startTransport
 	clientTC *tls.Config
+	caPEM    []byte // the CA that signed server
 }
 
 var transports = []transport{
@@ -33,7 +34,7 @@ func startTransport(t testing.TB, tr *transport, opts *session.Options, pol *ses
 	t.Helper()
 	if tr.tls && tr.server == nil {
 		pki := newPKI(t, "midge test CA")
-		tr.server, tr.clientTC = pki.serverTLS(t, nil), pki.clientTLS()
+		tr.server, tr.clientTC, tr.caPEM = pki.serverTLS(t, nil), pki.clientTLS(), pki.pem
 	}
 	l := Listener{Addr: "127.0.0.1:0", WebSocket: tr.ws, Policy: pol}
 	if tr.tls {

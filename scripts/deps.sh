@@ -10,3 +10,19 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# WebSocket tests: MQTT.js under node, and headless Chromium for the browser
+# test (loop/mqttjs_test.go).
+need=()
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+mqttjs="$(dirname "$0")/../test/mqttjs"
+if [ ! -f "$mqttjs/node_modules/mqtt/dist/mqtt.min.js" ]; then
+  echo "deps: installing MQTT.js (test/mqttjs)"
+  (cd "$mqttjs" && npm ci --no-audit --no-fund --silent)
+fi
