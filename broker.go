@@ -107,6 +107,18 @@ func runBroker(args []string, stderr io.Writer) int {
 	}
 	logger := st.logger
 	broker := session.NewBroker(st.opts)
+	if cfg.Persistence {
+		db, err := openStore(cfg, broker, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+			return 1
+		}
+		defer func() {
+			if err := db.Close(); err != nil {
+				logger.Printf("Error: closing the store: %v", err)
+			}
+		}()
+	}
 
 	stopProfiles, err := startProfiles(cpuProfile, memProfile)
 	if err != nil {

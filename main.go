@@ -3,13 +3,15 @@
 //	midge [broker flags]        the broker (mosquitto's flags)
 //	midge pub|sub|rr ...        mosquitto_pub, mosquitto_sub, mosquitto_rr
 //	midge passwd ...            mosquitto_passwd
+//	midge dump DIR              what the persistence store holds (mosquitto's db_dump)
+//	midge bench SCENARIO ...    the load generator
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
 
+	"github.com/midge-mqtt/midge/bench"
 	"github.com/midge-mqtt/midge/tools"
 )
 
@@ -20,6 +22,9 @@ var subcommands = map[string]func(args []string, stdin io.Reader, stdout, stderr
 	"rr":     tools.RR,
 	"passwd": tools.Passwd,
 	"dump":   tools.Dump,
+	"bench": func(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+		return bench.Main(args, stdout, stderr)
+	},
 }
 
 func main() {
@@ -30,11 +35,6 @@ func run(args []string) int {
 	if len(args) > 0 {
 		if tool, ok := subcommands[args[0]]; ok {
 			return tool(args[1:], os.Stdin, os.Stdout, os.Stderr)
-		}
-		switch args[0] {
-		case "dump", "bench":
-			fmt.Fprintf(os.Stderr, "midge %s: not built yet\n", args[0])
-			return 1
 		}
 	}
 	return runBroker(args, os.Stderr)

@@ -6,6 +6,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/midge-mqtt/midge/config"
 	"github.com/midge-mqtt/midge/loop"
 	"github.com/midge-mqtt/midge/session"
+	"github.com/midge-mqtt/midge/store"
 )
 
 // setup is a broker's configuration turned into what the packages take.
@@ -106,6 +108,40 @@ func newSetup(cfg *config.Config, verbose bool, ports []int, stderr io.Writer) (
 			TLS: tc, WebSocket: l.Protocol == "websockets"})
 	}
 	return st, nil
+}
+
+// openStore opens the persistence store and loads its state into broker.
+// The store is a directory (an embedded database), so it is named after
+// persistence_file with midge's name when that is mosquitto's default, so
+// that an old mosquitto.db file is never mistaken for it.
+func openStore(cfg *config.Config, broker *session.Broker, logger *log.Logger) (*store.DB, error) {
+	name := cfg.PersistenceFile
+	if name == "" || name == "mosquitto.db" {
+		name = "midge.db"
+	}
+	dir := filepath.Join(cfg.PersistenceLocation, name)
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("persistence: %s is a file, not a midge store directory", dir)
+	}
+	opts := store.Options{Sync: store.SyncAlways, OnDurable: broker.Durable}
+	if cfg.PersistenceSync == "interval" {
+		opts.Sync, opts.Interval = store.SyncInterval, cfg.AutosaveInterval
+	}
+	db, err := store.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: %w", err)
+	}
+	rep, err := broker.AttachStore(db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("persistence: loading %s: %w", dir, err)
+	}
+	for _, line := range rep.Unreadable {
+		logger.Printf("Warning: persistence: could not read %s", line)
+	}
+	logger.Printf("Loaded the store %s: %d sessions, %d retained messages.", dir, broker.Sessions(),
+		broker.Stats.RetainedMessages.Load())
+	return db, nil
 }
 
 // openLog makes the logger log_dest, log_type and log_timestamp describe.

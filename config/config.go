@@ -234,12 +234,11 @@ const (
 // NotBuilt lists the features the broker cannot serve yet. Delete an entry
 // when its feature lands; Unsupported then stops refusing its settings.
 var NotBuilt = map[Feature]bool{
-	FeaturePersistence: true,
-	FeatureMountPoint:  true,
-	FeatureUnixSocket:  true,
-	FeatureLogSyslog:   true,
-	FeatureLogTopic:    true,
-	FeatureLogDLT:      true,
+	FeatureMountPoint: true,
+	FeatureUnixSocket: true,
+	FeatureLogSyslog:  true,
+	FeatureLogTopic:   true,
+	FeatureLogDLT:     true,
 }
 
 type use struct {

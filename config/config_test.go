@@ -312,7 +312,6 @@ mount_point tenant/
 		t.Fatal(err)
 	}
 	want := strings.Join([]string{
-		"midge.conf:7: persistence: not supported yet (persistence)",
 		"midge.conf:8: log_dest: not supported yet (logging to syslog)",
 		"midge.conf:10: mount_point: not supported yet (mount points)",
 	}, "\n")

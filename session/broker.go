@@ -124,6 +124,7 @@ type Broker struct {
 	retainMu sync.Mutex // serialises retained replace/clear so that old values are released once
 
 	registry registry
+	persist  persistence
 	policy   Policy // for clients whose transport names none
 	timers   timers
 	Stats    Stats
@@ -180,5 +181,7 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) {
 	p.Type, p.QoS, p.Retain = codec.PUBLISH, qos, retain
 	p.Topic, p.Payload = []byte(topic), payload
 	var r trie.Result
-	b.route(nil, p.Topic, &p, &r, time.Now().UnixNano())
+	pb := b.newBatch()
+	b.route(nil, p.Topic, &p, &r, time.Now().UnixNano(), pb)
+	b.submit(pb)
 }

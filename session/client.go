@@ -44,6 +44,8 @@ type Client struct {
 	will         *will
 	disconnected bool // DISCONNECT received (the will is dropped unless 0x04)
 
+	acks []pendingAck // acknowledgements waiting for the store (in order)
+
 	kicked atomic.Uint32 // reason+1 set by another goroutine (takeover, shutdown)
 }
 
@@ -103,13 +105,13 @@ func (c *Client) Handle(p *codec.Packet, out *Output) error {
 	case codec.PUBLISH:
 		return c.handlePublish(p, out)
 	case codec.PUBACK:
-		c.handlePuback(p)
+		c.handlePuback(p, out)
 	case codec.PUBREC:
 		c.handlePubrec(p, out)
 	case codec.PUBREL:
 		c.handlePubrel(p, out)
 	case codec.PUBCOMP:
-		c.handlePubcomp(p)
+		c.handlePubcomp(p, out)
 	case codec.SUBSCRIBE:
 		return c.handleSubscribe(p, out)
 	case codec.UNSUBSCRIBE:
@@ -224,11 +226,17 @@ func (c *Client) Drain(out *Output, budget int) (more bool, err error) {
 		c.sendDisconnect(out, byte(k-1))
 		return false, &Disconnect{Reason: byte(k - 1), Msg: "disconnected by the broker"}
 	}
-	if !c.connected || budget <= 0 {
+	if !c.connected {
+		return false, nil
+	}
+	c.flushAcks(out)
+	if budget <= 0 {
 		return false, nil
 	}
 	s := c.s
 	now := time.Now().UnixNano()
+	pb := c.b.batch(out)
+	defer c.b.submit(pb)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.owner != c {
@@ -243,6 +251,9 @@ func (c *Client) Drain(out *Output, budget int) (more bool, err error) {
 	for s.head < len(s.queue) {
 		e := &s.queue[s.head]
 		if e.m.expired(now) {
+			if pb != nil && e.seq != 0 {
+				pb.DeleteQueued(s.id, e.seq)
+			}
 			s.pop().m.Release()
 			continue
 		}
@@ -260,8 +271,14 @@ func (c *Client) Drain(out *Output, budget int) (more bool, err error) {
 		}
 		id := s.allocID()
 		if !c.writePublish(out, &next, id, false, now) {
+			if pb != nil && next.seq != 0 {
+				pb.DeleteQueued(s.id, next.seq)
+			}
 			next.m.Release()
 			continue
+		}
+		if next.qos == 2 { // its packet id must survive a restart for exactly once
+			s.storeQueuedLocked(pb, &next, id, false)
 		}
 		s.inflight = append(s.inflight, inflight{id: id, e: next})
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/store"
 )
 
 // registry maps client ids to sessions. A cluster would put another node's
@@ -115,7 +116,8 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 		c.will = newWill(cp, &out.pkt)
 	}
 
-	s, present := b.openSession(c, id, cp.CleanStart)
+	s, present := b.openSession(c, id, cp.CleanStart, b.batch(out))
+	b.submit(b.batch(out))
 	c.s, c.connected = s, true
 	c.resend = present
 
@@ -179,7 +181,7 @@ func (c *Client) sendConnack(out *Output, version byte, present bool, code byte,
 // openSession finds or makes the session for id and makes c its owner,
 // taking it over from a connected client [MQTT-3.1.4-2/3]. It reports whether
 // an existing session was resumed (the CONNACK's session present flag).
-func (b *Broker) openSession(c *Client, id string, cleanStart bool) (*Session, bool) {
+func (b *Broker) openSession(c *Client, id string, cleanStart bool, pb *store.Batch) (*Session, bool) {
 	r := &b.registry
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -191,7 +193,7 @@ func (b *Broker) openSession(c *Client, id string, cleanStart bool) (*Session, b
 			s.owner = nil
 		}
 		if cleanStart || s.ended {
-			b.endSessionLocked(s)
+			b.endSessionLocked(s, pb)
 			s.mu.Unlock()
 			s = nil
 		}
@@ -205,18 +207,23 @@ func (b *Broker) openSession(c *Client, id string, cleanStart bool) (*Session, b
 	}
 	s.owner, s.woken = c, false
 	s.reader.Store(&reader{pol: c.pol, info: c.info})
-	s.expiry = c.expiry
+	s.expiry, s.version = c.expiry, c.version
 	s.timerGen++ // cancels a pending expiry and delayed will [MQTT-3.1.3-9]
 	s.online.Store(true)
+	b.storeSessionLocked(s, pb, 0)
 	s.mu.Unlock()
 	return s, present
 }
 
 // endSessionLocked discards s: subscriptions, queue, inflight. Assumes
 // registry.mu and s.mu are held.
-func (b *Broker) endSessionLocked(s *Session) {
+func (b *Broker) endSessionLocked(s *Session, pb *store.Batch) {
 	if s.ended {
 		return
+	}
+	if s.stored && pb != nil {
+		pb.DeleteSession(s.id)
+		s.stored = false
 	}
 	s.ended = true
 	s.online.Store(false)
@@ -231,14 +238,16 @@ func (b *Broker) endSessionLocked(s *Session) {
 // expireSession ends s if it is still disconnected and the expiry timer that
 // fired (gen) was not cancelled by a reconnect.
 func (b *Broker) expireSession(s *Session, gen uint64) {
+	pb := b.newBatch()
 	b.registry.mu.Lock()
 	s.mu.Lock()
 	if s.timerGen == gen && s.owner == nil && !s.ended {
-		b.endSessionLocked(s)
+		b.endSessionLocked(s, pb)
 		b.Stats.ClientsExpired.Add(1)
 	}
 	s.mu.Unlock()
 	b.registry.mu.Unlock()
+	b.submit(pb)
 }
 
 // Closed is called by the transport once the connection is gone (loop-only).
@@ -252,6 +261,8 @@ func (c *Client) Closed(reason error) {
 	b.Stats.ClientsConnected.Add(-1)
 	s := c.s
 	kicked := c.kicked.Load() != 0
+	pb := b.newBatch()
+	defer b.submit(pb)
 
 	b.registry.mu.Lock()
 	s.mu.Lock()
@@ -262,8 +273,11 @@ func (c *Client) Closed(reason error) {
 		s.expiry = c.expiry
 		s.timerGen++
 		if s.expiry == 0 {
-			b.endSessionLocked(s) // [MQTT-3.1.2-?]: session ends with the connection
-		} else if s.expiry != neverExpires {
+			b.endSessionLocked(s, pb) // [MQTT-3.1.2-?]: session ends with the connection
+		} else {
+			b.storeSessionLocked(s, pb, time.Now().UnixNano())
+		}
+		if s.expiry != 0 && s.expiry != neverExpires {
 			b.timers.add(timer{at: time.Now().Add(time.Duration(s.expiry) * time.Second).UnixNano(),
 				kind: timerExpiry, s: s, gen: s.timerGen})
 		}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/store"
 	"github.com/midge-mqtt/midge/trie"
 )
 
@@ -23,6 +24,7 @@ type Output struct {
 	marked int          // bytes of referenced payloads
 	pkt    codec.Packet // scratch for encoding
 	match  trie.Result  // scratch for routing a PUBLISH
+	batch  *store.Batch // scratch for the store's changes, when the broker persists
 }
 
 type mark struct {

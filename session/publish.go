@@ -1,9 +1,11 @@
 package session
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/store"
 	"github.com/midge-mqtt/midge/trie"
 )
 
@@ -44,16 +46,19 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 		reason = codec.NotAuthorized
 	}
 
+	pb := b.batch(out)
 	switch p.QoS {
 	case 0:
 		if reason == codec.Success {
-			b.route(c.s, topic, p, &out.match, time.Now().UnixNano())
+			b.route(c.s, topic, p, &out.match, time.Now().UnixNano(), pb)
+			b.submit(pb)
 		}
 	case 1:
-		if reason == codec.Success && b.route(c.s, topic, p, &out.match, time.Now().UnixNano()) == 0 {
+		if reason == codec.Success && b.route(c.s, topic, p, &out.match, time.Now().UnixNano(), pb) == 0 {
 			reason = codec.NoMatchingSubscribers
 		}
-		c.sendAck(out, codec.PUBACK, p.PacketID, reason)
+		// Acknowledged once what the message changed in the store is durable.
+		c.ack(out, codec.PUBACK, p.PacketID, reason, b.submit(pb))
 	case 2:
 		s := c.s
 		s.mu.Lock()
@@ -63,6 +68,9 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 		full := c.version == codec.Version5 && !dup && len(s.awaitingRel) >= b.opts.MaxInflight
 		if !dup && !full && reason == codec.Success {
 			s.awaitingRel = append(s.awaitingRel, p.PacketID)
+			if pb != nil && s.expiry > 0 { // exactly once across a restart
+				pb.PutAwaitingRel(s.id, p.PacketID)
+			}
 		}
 		s.mu.Unlock()
 		if full { // [MQTT-3.3.4-9]: more QoS 2 in flight than our Receive Maximum
@@ -72,10 +80,10 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 		// Exactly once: route only the first time this packet id is seen; a
 		// resent PUBLISH before PUBREL only gets its PUBREC again [MQTT-4.3.3-?].
 		if !dup && reason == codec.Success &&
-			b.route(c.s, topic, p, &out.match, time.Now().UnixNano()) == 0 {
+			b.route(c.s, topic, p, &out.match, time.Now().UnixNano(), pb) == 0 {
 			reason = codec.NoMatchingSubscribers
 		}
-		c.sendAck(out, codec.PUBREC, p.PacketID, reason)
+		c.ack(out, codec.PUBREC, p.PacketID, reason, b.submit(pb))
 	}
 	return nil
 }
@@ -89,15 +97,17 @@ func (c *Client) sendAck(out *Output, t codec.PacketType, id uint16, reason byte
 }
 
 // handlePuback completes an outgoing QoS 1 message.
-func (c *Client) handlePuback(p *codec.Packet) {
+func (c *Client) handlePuback(p *codec.Packet, out *Output) {
 	s := c.s
+	pb := c.b.batch(out)
 	s.mu.Lock()
 	if s.owner == c {
 		if i := s.findInflight(p.PacketID); i >= 0 && s.inflight[i].e.qos == 1 {
-			s.removeInflight(i)
+			s.removeInflight(i, pb)
 		}
 	}
 	s.mu.Unlock()
+	c.b.submit(pb)
 }
 
 // handlePubrec moves an outgoing QoS 2 message to the PUBREL step.
@@ -116,21 +126,32 @@ func (c *Client) handlePubrec(p *codec.Packet, out *Output) {
 		c.sendAck(out, codec.PUBREL, p.PacketID, codec.PacketIdentifierNotFound)
 		return
 	case c.version == codec.Version5 && p.ReasonCode >= 0x80:
-		s.removeInflight(i) // the receiver refused it: the flow ends here [MQTT-4.3.3-?]
+		pb := c.b.batch(out)
+		s.removeInflight(i, pb) // the receiver refused it: the flow ends here [MQTT-4.3.3-?]
 		s.mu.Unlock()
+		c.b.submit(pb)
 		return
 	}
-	s.inflight[i].pubrel = true
+	f := &s.inflight[i]
+	f.pubrel = true
+	pb := c.b.batch(out)
+	s.storeQueuedLocked(pb, &f.e, f.id, true)
 	s.mu.Unlock()
+	c.b.submit(pb)
 	c.sendAck(out, codec.PUBREL, p.PacketID, codec.Success)
 }
 
 // handlePubrel ends an inbound QoS 2 flow.
 func (c *Client) handlePubrel(p *codec.Packet, out *Output) {
 	s := c.s
+	pb := c.b.batch(out)
 	s.mu.Lock()
 	found := s.removeAwaitingRel(p.PacketID)
+	if found && pb != nil && s.stored {
+		pb.DeleteAwaitingRel(s.id, p.PacketID)
+	}
 	s.mu.Unlock()
+	c.b.submit(pb)
 	reason := codec.Success
 	if !found {
 		reason = codec.PacketIdentifierNotFound
@@ -139,29 +160,31 @@ func (c *Client) handlePubrel(p *codec.Packet, out *Output) {
 }
 
 // handlePubcomp completes an outgoing QoS 2 message.
-func (c *Client) handlePubcomp(p *codec.Packet) {
+func (c *Client) handlePubcomp(p *codec.Packet, out *Output) {
 	s := c.s
+	pb := c.b.batch(out)
 	s.mu.Lock()
 	if s.owner == c {
 		if i := s.findInflight(p.PacketID); i >= 0 && s.inflight[i].pubrel {
-			s.removeInflight(i)
+			s.removeInflight(i, pb)
 		}
 	}
 	s.mu.Unlock()
+	c.b.submit(pb)
 }
 
 // route publishes a PUBLISH that aliases an inbound buffer: the retained
 // store is updated, and a message copied once (shared by the retained store
 // and every queue) goes to every matching subscriber. It returns the number
 // of subscribers the message went to.
-func (b *Broker) route(from *Session, topic []byte, p *codec.Packet, r *trie.Result, now int64) int {
+func (b *Broker) route(from *Session, topic []byte, p *codec.Packet, r *trie.Result, now int64, pb *store.Batch) int {
 	var m *Message
 	if p.Retain {
 		if len(p.Payload) == 0 {
-			b.clearRetained(topic)
+			b.clearRetained(topic, pb)
 		} else {
 			m = newMessage(topic, p, now)
-			b.storeRetained(m)
+			b.storeRetained(m, pb)
 		}
 	}
 	var fromSub trie.Subscriber
@@ -174,7 +197,7 @@ func (b *Broker) route(from *Session, topic []byte, p *codec.Packet, r *trie.Res
 		if m == nil {
 			m = newMessage(topic, p, now)
 		}
-		n = b.deliverAll(m, r)
+		n = b.deliverAll(m, r, pb)
 	}
 	if m != nil {
 		m.Release()
@@ -183,22 +206,22 @@ func (b *Broker) route(from *Session, topic []byte, p *codec.Packet, r *trie.Res
 }
 
 // routeMessage is route for a message already copied (wills).
-func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Result) int {
+func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Result, pb *store.Batch) int {
 	if m.Retain {
-		b.storeRetained(m)
+		b.storeRetained(m, pb)
 	}
 	var fromSub trie.Subscriber
 	if from != nil {
 		fromSub = from
 	}
 	b.subs.Match(m.Topic, fromSub, r)
-	return b.deliverAll(m, r)
+	return b.deliverAll(m, r, pb)
 }
 
 // deliverAll queues m for every delivery of r, with the QoS downgraded to the
 // subscription's [MQTT-3.8.4-8] and the RETAIN flag cleared unless the
 // subscription asked for retain-as-published [MQTT-3.3.1-12/13].
-func (b *Broker) deliverAll(m *Message, r *trie.Result) int {
+func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch) int {
 	n := 0
 	for _, set := range [2][]trie.Delivery{r.Subs, r.Shared} {
 		for i := range set {
@@ -214,7 +237,7 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result) int {
 			if d.QoS < qos {
 				qos = d.QoS
 			}
-			if s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs) {
+			if s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs, pb) {
 				n++
 			}
 		}
@@ -224,10 +247,13 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result) int {
 
 // clearRetained removes the retained message of topic: a retained PUBLISH
 // with an empty payload [MQTT-3.3.1-6/7].
-func (b *Broker) clearRetained(topic []byte) {
+func (b *Broker) clearRetained(topic []byte, pb *store.Batch) {
 	b.retainMu.Lock()
 	old, ok := b.retained.Delete(string(topic))
 	b.retainMu.Unlock()
+	if ok && pb != nil {
+		pb.DeleteRetained(topic)
+	}
 	if ok {
 		old.Release()
 		b.Stats.RetainedMessages.Add(-1)
@@ -236,10 +262,14 @@ func (b *Broker) clearRetained(topic []byte) {
 
 // storeRetained keeps a reference to m as the retained message of its topic,
 // or clears the topic when m's payload is empty [MQTT-3.3.1-5].
-func (b *Broker) storeRetained(m *Message) {
+func (b *Broker) storeRetained(m *Message, pb *store.Batch) {
 	if len(m.Payload) == 0 {
-		b.clearRetained(m.Topic)
+		b.clearRetained(m.Topic, pb)
 		return
+	}
+	if pb != nil && !bytes.HasPrefix(m.Topic, []byte("$SYS/")) { // $SYS is made anew at start
+		sm := toStore(m)
+		pb.PutRetained(&sm)
 	}
 	m.retain()
 	b.retainMu.Lock()

@@ -4,6 +4,9 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+
+	"github.com/midge-mqtt/midge/store"
+	"github.com/midge-mqtt/midge/trie"
 )
 
 // Session is the state of one client id that outlives its connections
@@ -31,9 +34,13 @@ type Session struct {
 	queuedBytes int
 	inflight    []inflight // outgoing QoS 1/2 not yet complete, in send order
 	nextID      uint16
-	awaitingRel []uint16 // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
-	expiry      uint32   // session expiry interval, seconds (math.MaxUint32: never)
-	timerGen    uint64   // bumps to cancel pending expiry / will timers
+	awaitingRel []uint16                // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
+	expiry      uint32                  // session expiry interval, seconds (math.MaxUint32: never)
+	version     byte                    // protocol level of the last connection
+	stored      bool                    // the store holds a record of this session
+	subs        map[string]trie.Options // subscriptions, kept for the store when the broker persists
+	nextSeq     uint64                  // store key of the next queued message (0: unused)
+	timerGen    uint64                  // bumps to cancel pending expiry / will timers
 	ended       bool
 }
 
@@ -60,6 +67,7 @@ type entry struct {
 	qos    byte
 	retain bool     // the RETAIN flag to send
 	ids    []uint32 // subscription identifiers (immutable, owned by the trie)
+	seq    uint64   // the store's key for it (0: not stored)
 }
 
 // inflight is an outgoing QoS 1/2 message awaiting acknowledgement.
@@ -90,7 +98,7 @@ func (s *Session) Busy() bool {
 // the owner loop when the queue goes from idle to pending. Any goroutine.
 // Returns false when the message was dropped (queue full, or QoS 0 for an
 // offline session).
-func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32) bool {
+func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *store.Batch) bool {
 	opts := &s.b.opts
 	s.mu.Lock()
 	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0) {
@@ -105,7 +113,16 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32) bool 
 		return false
 	}
 	m.retain()
-	s.queue = append(s.queue, entry{m: m, qos: qos, retain: retain, ids: ids})
+	e := entry{m: m, qos: qos, retain: retain, ids: ids}
+	if pb != nil && qos > 0 && s.expiry > 0 { // a persistent session's QoS 1/2 survives a restart
+		if s.nextSeq == 0 {
+			s.nextSeq = 1
+		}
+		e.seq = s.nextSeq
+		s.nextSeq++
+		s.storeQueuedLocked(pb, &e, 0, false)
+	}
+	s.queue = append(s.queue, e)
 	s.queuedBytes += len(m.Payload)
 	s.queued.Store(int32(n + 1))
 	var wake *Client
@@ -161,7 +178,11 @@ func (s *Session) findInflight(id uint16) int {
 	return -1
 }
 
-func (s *Session) removeInflight(i int) {
+// removeInflight ends the i-th inflight flow (and its stored copy).
+func (s *Session) removeInflight(i int, pb *store.Batch) {
+	if e := &s.inflight[i].e; pb != nil && e.seq != 0 {
+		pb.DeleteQueued(s.id, e.seq)
+	}
 	s.inflight[i].e.m.Release()
 	copy(s.inflight[i:], s.inflight[i+1:])
 	s.inflight[len(s.inflight)-1] = inflight{}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/store"
 	"github.com/midge-mqtt/midge/trie"
 )
 
@@ -50,6 +51,7 @@ func (c *Client) handleSubscribe(p *codec.Packet, out *Output) error {
 			codes = append(codes, failCode(v5, codec.TopicFilterInvalid))
 			continue
 		}
+		c.s.remember(filter, &opts)
 		codes = append(codes, sub.QoS) // granted as asked: midge supports QoS 2
 		// Retained messages are sent on subscribe unless retain handling says
 		// otherwise [MQTT-3.3.1-9/10/11]; never to shared subscriptions [MQTT-4.8.2-?].
@@ -66,9 +68,14 @@ func (c *Client) handleSubscribe(p *codec.Packet, out *Output) error {
 	out.appendPacket(r, c.version)
 	b.Stats.MessagesSent.Add(1)
 
+	pb := b.batch(out)
+	c.s.mu.Lock()
+	b.storeSessionLocked(c.s, pb, 0)
+	c.s.mu.Unlock()
 	for _, w := range wantRetained {
-		b.sendRetained(c, w.filter, w.qos, ids)
+		b.sendRetained(c, w.filter, w.qos, ids, pb)
 	}
+	b.submit(pb)
 	return nil
 }
 
@@ -82,7 +89,7 @@ func failCode(v5 bool, reason byte) byte {
 
 // sendRetained queues every retained message matching filter for c, with the
 // RETAIN flag set [MQTT-3.3.1-8].
-func (b *Broker) sendRetained(c *Client, filter string, qos byte, ids []uint32) {
+func (b *Broker) sendRetained(c *Client, filter string, qos byte, ids []uint32, pb *store.Batch) {
 	now := time.Now().UnixNano()
 	b.retained.Match(filter, func(topic string, m *Message) bool {
 		if m.expired(now) {
@@ -95,7 +102,7 @@ func (b *Broker) sendRetained(c *Client, filter string, qos byte, ids []uint32) 
 		if qos < q {
 			q = qos
 		}
-		c.s.deliver(m, q, true, ids)
+		c.s.deliver(m, q, true, ids, pb)
 		return true
 	})
 }
@@ -111,8 +118,14 @@ func (c *Client) handleUnsubscribe(p *codec.Packet, out *Output) {
 		if !b.subs.Unsubscribe(c.s, string(f)) {
 			code = codec.NoSubscriptionExisted
 		}
+		c.s.remember(string(f), nil)
 		r.ReasonCodes = append(r.ReasonCodes, code)
 	}
 	out.appendPacket(r, c.version)
 	b.Stats.MessagesSent.Add(1)
+	pb := b.batch(out)
+	c.s.mu.Lock()
+	b.storeSessionLocked(c.s, pb, 0)
+	c.s.mu.Unlock()
+	b.submit(pb)
 }

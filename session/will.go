@@ -26,7 +26,9 @@ func newWill(cp *codec.Connect, scratch *codec.Packet) *will {
 
 // publishWill routes a will now and releases it.
 func (b *Broker) publishWill(c *Client, w *will) {
-	b.routeMessage(nil, w.m, time.Now().UnixNano(), new(trie.Result))
+	pb := b.newBatch()
+	b.routeMessage(nil, w.m, time.Now().UnixNano(), new(trie.Result), pb)
+	b.submit(pb)
 	w.m.Release()
 }
 

@@ -1,0 +1,269 @@
+package session
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/store"
+	"github.com/midge-mqtt/midge/trie"
+)
+
+// persistence is the broker's link to its store (nil db: in memory only).
+// What is stored: retained messages, and for persistent sessions (session
+// expiry > 0, or v3 clean session 0) their record with subscriptions, their
+// QoS 1/2 queue and inflight messages, and inbound QoS 2 ids awaiting PUBREL.
+// QoS 0 and clean sessions never touch it.
+//
+// A QoS 1/2 PUBLISH whose effects were stored is acknowledged only once
+// they are durable: the ack waits in the client's ack queue (in order) until
+// the store reports the batch's sequence number durable, then the client is
+// woken to send it.
+type persistence struct {
+	db *store.DB
+
+	mu      sync.Mutex
+	waiters []*Client // clients with acks waiting for durability
+}
+
+// AttachStore loads the state db holds (retained messages, persistent
+// sessions, their queues) into the broker and persists changes from now on.
+// Call it before serving clients. Records that could not be read are in the
+// report; they are skipped, never fatal.
+func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
+	now := time.Now().UnixNano()
+	fix := store.NewBatch() // removes what is found expired or orphaned
+	rep, err := db.Load(store.Visitor{
+		Retained: func(sm *store.Message) {
+			m := messageFromStore(sm)
+			if m.expired(now) {
+				fix.DeleteRetained(sm.Topic)
+				m.Release()
+				return
+			}
+			b.retained.Set(string(m.Topic), m)
+			b.Stats.RetainedMessages.Add(1)
+		},
+		Session: func(ss *store.Session) {
+			b.restoreSession(ss, now, fix)
+		},
+		Queued: func(q *store.Queued) {
+			s := b.registry.m[q.ClientID]
+			if s == nil {
+				fix.DeleteQueued(q.ClientID, q.Seq)
+				return
+			}
+			e := entry{m: messageFromStore(&q.Msg), qos: q.QoS, retain: q.Retain, seq: q.Seq}
+			if len(q.SubIDs) > 0 {
+				e.ids = append([]uint32(nil), q.SubIDs...)
+			}
+			if q.Seq >= s.nextSeq {
+				s.nextSeq = q.Seq + 1
+			}
+			if q.PacketID != 0 {
+				s.inflight = append(s.inflight, inflight{id: q.PacketID, e: e, pubrel: q.PubrelSent})
+				return
+			}
+			s.queue = append(s.queue, e)
+			s.queuedBytes += len(e.m.Payload)
+			s.queued.Store(int32(len(s.queue)))
+		},
+		AwaitingRel: func(clientID string, id uint16) {
+			if s := b.registry.m[clientID]; s != nil {
+				s.awaitingRel = append(s.awaitingRel, id)
+			} else {
+				fix.DeleteAwaitingRel(clientID, id)
+			}
+		},
+	})
+	if err != nil {
+		return rep, err
+	}
+	for _, s := range b.registry.m { // inflight resent in the order first sent
+		sort.SliceStable(s.inflight, func(i, j int) bool { return s.inflight[i].e.seq < s.inflight[j].e.seq })
+	}
+	if fix.Len() > 0 {
+		db.Submit(fix)
+	}
+	b.persist.db = db
+	return rep, nil
+}
+
+// restoreSession recreates a stored session, offline, with its
+// subscriptions, and schedules its expiry from when it disconnected.
+func (b *Broker) restoreSession(ss *store.Session, now int64, fix *store.Batch) {
+	disconnected := ss.DisconnectedAt
+	if disconnected == 0 { // the broker stopped while it was connected
+		disconnected = now
+	}
+	if ss.Expiry == 0 || (ss.Expiry != neverExpires && disconnected+int64(ss.Expiry)*1e9 <= now) {
+		fix.DeleteSession(ss.ClientID)
+		return
+	}
+	s := newSession(b, ss.ClientID)
+	s.expiry, s.version, s.stored = ss.Expiry, ss.Version, true
+	s.subs = make(map[string]trie.Options, len(ss.Subscriptions))
+	for _, sub := range ss.Subscriptions {
+		o := trie.Options{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
+			RetainHandling: sub.RetainHandling, ID: sub.ID}
+		if _, err := b.subs.Subscribe(s, sub.Filter, o); err != nil {
+			continue
+		}
+		s.subs[sub.Filter] = o
+	}
+	b.registry.m[s.id] = s
+	b.Stats.ClientsTotal.Add(1)
+	if ss.Expiry != neverExpires {
+		b.timers.add(timer{at: disconnected + int64(ss.Expiry)*1e9, kind: timerExpiry, s: s, gen: s.timerGen})
+	}
+}
+
+// messageFromStore makes a pooled Message from a stored one.
+func messageFromStore(sm *store.Message) *Message {
+	var p codec.Packet
+	p.Type, p.QoS, p.Retain, p.Payload, p.Props = codec.PUBLISH, sm.QoS, sm.Retain, sm.Payload, sm.Props
+	p.Props.Present &^= 1 << codec.PropMessageExpiry
+	m := newMessage(sm.Topic, &p, 0)
+	m.ExpiresAt = sm.ExpiresAt
+	return m
+}
+
+// toStore describes m for the store (the batch copies it).
+func toStore(m *Message) store.Message {
+	return store.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+		Props: m.Props, ExpiresAt: m.ExpiresAt}
+}
+
+// batch returns the loop's scratch batch when the broker persists, else nil.
+func (b *Broker) batch(out *Output) *store.Batch {
+	if b.persist.db == nil {
+		return nil
+	}
+	if out.batch == nil {
+		out.batch = store.NewBatch()
+	}
+	return out.batch
+}
+
+// newBatch is a batch of its own for work off the loops (wills, $SYS,
+// expiry), or nil when the broker does not persist.
+func (b *Broker) newBatch() *store.Batch {
+	if b.persist.db == nil {
+		return nil
+	}
+	return store.NewBatch()
+}
+
+// submit commits pb's changes (if any) and returns the sequence number to
+// wait for before acknowledging them (0: nothing to wait for).
+func (b *Broker) submit(pb *store.Batch) uint64 {
+	if pb == nil || pb.Len() == 0 {
+		return 0
+	}
+	seq := b.persist.db.Submit(pb)
+	pb.Reset()
+	return seq
+}
+
+// Durable is the store's OnDurable callback: clients whose acks were
+// waiting are woken to send what is now durable. Any goroutine.
+func (b *Broker) Durable(uint64) {
+	p := &b.persist
+	p.mu.Lock()
+	waiters := p.waiters
+	p.waiters = nil
+	p.mu.Unlock()
+	for _, c := range waiters {
+		c.t.Wake()
+	}
+}
+
+// pendingAck is an acknowledgement held until its effects are durable.
+type pendingAck struct {
+	t      codec.PacketType
+	id     uint16
+	reason byte
+	seq    uint64
+}
+
+// ack sends an acknowledgement, or queues it behind earlier ones while its
+// changes (seq) are not yet durable: acks leave in the order the PUBLISHes
+// came [MQTT-4.6.0-2/3]. Loop-only.
+func (c *Client) ack(out *Output, t codec.PacketType, id uint16, reason byte, seq uint64) {
+	if seq == 0 && len(c.acks) == 0 {
+		c.sendAck(out, t, id, reason)
+		return
+	}
+	c.acks = append(c.acks, pendingAck{t: t, id: id, reason: reason, seq: seq})
+	c.flushAcks(out)
+}
+
+// flushAcks sends the held acks that are durable now, and asks to be woken
+// when more become durable. Loop-only.
+func (c *Client) flushAcks(out *Output) {
+	if len(c.acks) == 0 || c.b.persist.db == nil {
+		return
+	}
+	durable := c.b.persist.db.Durable()
+	n := 0
+	for n < len(c.acks) && c.acks[n].seq <= durable {
+		a := &c.acks[n]
+		c.sendAck(out, a.t, a.id, a.reason)
+		n++
+	}
+	c.acks = c.acks[:copy(c.acks, c.acks[n:])]
+	if len(c.acks) > 0 {
+		p := &c.b.persist
+		p.mu.Lock()
+		p.waiters = append(p.waiters, c)
+		p.mu.Unlock()
+		// A commit may have completed between Durable and registering.
+		if c.b.persist.db.Durable() >= c.acks[0].seq {
+			c.t.Wake()
+		}
+	}
+}
+
+// remember records a subscription (o) or its removal (nil) for the store,
+// when the broker persists.
+func (s *Session) remember(filter string, o *trie.Options) {
+	if s.b.persist.db == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o == nil {
+		delete(s.subs, filter)
+		return
+	}
+	if s.subs == nil {
+		s.subs = make(map[string]trie.Options)
+	}
+	s.subs[filter] = *o
+}
+
+// storeSessionLocked writes s's record (subscriptions, expiry, version) if
+// it is or was persistent. Assumes s.mu is held.
+func (b *Broker) storeSessionLocked(s *Session, pb *store.Batch, disconnectedAt int64) {
+	if pb == nil || (!s.stored && s.expiry == 0) {
+		return
+	}
+	s.stored = true
+	rec := store.Session{ClientID: s.id, Version: s.version, Expiry: s.expiry, DisconnectedAt: disconnectedAt}
+	for f, o := range s.subs {
+		rec.Subscriptions = append(rec.Subscriptions, store.Subscription{Filter: f, QoS: o.QoS,
+			NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling, ID: o.ID})
+	}
+	sort.Slice(rec.Subscriptions, func(i, j int) bool { return rec.Subscriptions[i].Filter < rec.Subscriptions[j].Filter })
+	pb.PutSession(&rec)
+}
+
+// storeQueuedLocked writes an entry of a stored session. Assumes s.mu is held.
+func (s *Session) storeQueuedLocked(pb *store.Batch, e *entry, id uint16, pubrel bool) {
+	if pb == nil || e.seq == 0 {
+		return
+	}
+	pb.PutQueued(&store.Queued{ClientID: s.id, Seq: e.seq, Msg: toStore(e.m), QoS: e.qos, Retain: e.retain,
+		SubIDs: e.ids, PacketID: id, PubrelSent: pubrel})
+}
