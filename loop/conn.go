@@ -22,7 +22,8 @@ type conn struct {
 	remote  string
 	lastIn  int64 // unix milliseconds of the last packet received
 	closed  bool
-	stalled bool
+	stalled bool      // in the loop's stalled list, retried by the tick
+	held    bool      // not read until woken: a subscriber it publishes to is behind
 	ws      *wsStream // protocol websockets (websocket.go); nil: MQTT on TCP
 
 	wheelAt              int64
@@ -91,17 +92,33 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	out := &c.ls.out
-	err := c.readFrames(out)
-	if err == nil {
+	var err error
+	if c.held && gc.InboundBuffered() < holdLimit {
+		// Held back: new bytes wait in the inbound buffer until a wake-up
+		// (the subscriber drained, or the tick) lets this publisher go on.
+		out.SetNow(time.Now())
 		err = c.serve(out)
 	} else {
-		c.flush(out)
+		err = c.turn(out)
 	}
 	if err != nil {
 		s.logClose(c, err)
 		return gnet.Close
 	}
 	return gnet.None
+}
+
+// turn is one loop turn of a connection: handle what came in, then send
+// what is queued for it. A non-nil error means: close it. Loop-only.
+func (c *conn) turn(out *session.Output) error {
+	c.held = false
+	out.SetNow(time.Now())
+	err := c.readFrames(out)
+	if err == nil {
+		return c.serve(out)
+	}
+	c.flush(out)
+	return err
 }
 
 // serve drains the session's queue into out and writes it. A non-nil error
@@ -159,6 +176,22 @@ func (c *conn) readFrames(out *session.Output) error {
 		_, _ = gc.Discard(total)
 		if err != nil {
 			return err
+		}
+		// Back-pressure: a subscriber's queue is filling, so read no more
+		// from this publisher until it drains (the subscriber's drain wakes
+		// it; the tick retries as a safety net). Unread bytes stay in the
+		// socket, and TCP slows the sender. A QoS 0 firehose that has
+		// buffered too much is read on, and its overflow dropped.
+		if c.client.TakeSlow() && gc.InboundBuffered() < holdLimit {
+			c.held = true
+			c.stall()
+			break
+		}
+		// Fairness: after a budget of frames, let the other connections of
+		// this loop have their turn, then go on.
+		if read >= readBudget {
+			c.ls.wake(c)
+			break
 		}
 	}
 	if got {

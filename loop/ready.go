@@ -52,7 +52,7 @@ func (ls *loopState) serveReady(context.Context) error {
 		if c.closed {
 			continue
 		}
-		if err := c.serve(&ls.out); err != nil {
+		if err := c.turn(&ls.out); err != nil {
 			ls.srv.logClose(c, err)
 			_ = ls.el.Close(c.gc)
 		}

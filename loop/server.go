@@ -66,6 +66,8 @@ type listener struct {
 const (
 	drainBudget = 256 << 10 // bytes moved from a session queue per turn
 	highWater   = 1 << 20   // socket backlog above which a connection stops draining
+	readBudget  = 64 << 10  // bytes of frames handled per connection per turn, for fairness
+	holdLimit   = 1 << 20   // unread bytes a held-back publisher may leave in its inbound buffer
 	tickEvery   = 20 * time.Millisecond
 )
 

@@ -125,10 +125,14 @@ type Broker struct {
 
 	registry registry
 	persist  persistence
-	policy   Policy // for clients whose transport names none
-	timers   timers
-	Stats    Stats
-	started  time.Time
+
+	// Queue lengths past which a publisher is slowed (see Session.deliver).
+	softQueue int
+	softBytes int
+	policy    Policy // for clients whose transport names none
+	timers    timers
+	Stats     Stats
+	started   time.Time
 
 	idSeq atomic.Uint64 // assigned client identifiers
 }
@@ -149,6 +153,10 @@ func NewBroker(opts Options) *Broker {
 		subs:     trie.New(trie.Config{CacheSize: 4096}),
 		retained: trie.NewRetained[*Message](),
 		started:  time.Now(),
+	}
+	b.softQueue, b.softBytes = 1000, opts.MaxQueuedBytes/2
+	if opts.MaxQueuedMessages > 0 {
+		b.softQueue = max(opts.MaxQueuedMessages/2, 1)
 	}
 	b.policy = Policy{Auth: opts.Auth, AllowZeroLengthID: opts.AllowZeroLengthID,
 		AutoIDPrefix: opts.AutoIDPrefix, MaxTopicAlias: opts.MaxTopicAlias}
@@ -182,6 +190,6 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) {
 	p.Topic, p.Payload = []byte(topic), payload
 	var r trie.Result
 	pb := b.newBatch()
-	b.route(nil, p.Topic, &p, &r, time.Now().UnixNano(), pb)
+	_, _ = b.route(nil, p.Topic, &p, &r, time.Now().UnixNano(), pb)
 	b.submit(pb)
 }

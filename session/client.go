@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/midge-mqtt/midge/codec"
 )
@@ -44,7 +43,9 @@ type Client struct {
 	will         *will
 	disconnected bool // DISCONNECT received (the will is dropped unless 0x04)
 
-	acks []pendingAck // acknowledgements waiting for the store (in order)
+	acks      []pendingAck            // acknowledgements waiting for the store (in order)
+	slow      bool                    // a subscriber asked for this publisher to be slowed
+	waitingOn atomic.Pointer[Session] // the queue whose drain will wake it, if held back
 
 	kicked atomic.Uint32 // reason+1 set by another goroutine (takeover, shutdown)
 }
@@ -77,6 +78,15 @@ func (b *Broker) NewClient(t Transport, pol *Policy) *Client {
 // client certificate), the username under Policy.IdentityAsUsername. Call it
 // before the CONNECT is handled. Loop-only.
 func (c *Client) SetIdentity(name string) { c.identity = name }
+
+// TakeSlow reports (and clears) whether a message this client published went
+// to a subscriber whose queue is filling: the transport should stop reading
+// from this connection for a while (back-pressure). Loop-only.
+func (c *Client) TakeSlow() bool {
+	s := c.slow
+	c.slow = false
+	return s
+}
 
 // Connected reports whether CONNECT was accepted.
 func (c *Client) Connected() bool { return c.connected }
@@ -234,7 +244,7 @@ func (c *Client) Drain(out *Output, budget int) (more bool, err error) {
 		return false, nil
 	}
 	s := c.s
-	now := time.Now().UnixNano()
+	now := out.clock()
 	pb := c.b.batch(out)
 	defer c.b.submit(pb)
 	s.mu.Lock()
@@ -242,6 +252,17 @@ func (c *Client) Drain(out *Output, budget int) (more bool, err error) {
 	if s.owner != c {
 		return false, nil
 	}
+	// Publishers held back by this queue go on once it has drained (Wake
+	// takes no session lock, so it is safe here).
+	// A queue counts as moving while it empties or messages leave it; one
+	// that is stuck behind a full inflight window or socket does not.
+	queued := s.queued.Load()
+	defer func() {
+		if left := s.queued.Load(); left == 0 || left < queued {
+			s.lastDrain = now
+		}
+		wakeAll(s.takeWaitersLocked(false))
+	}()
 	s.woken = false
 	if c.resend {
 		c.resend = false

@@ -207,7 +207,7 @@ func (b *Broker) openSession(c *Client, id string, cleanStart bool, pb *store.Ba
 	}
 	s.owner, s.woken = c, false
 	s.reader.Store(&reader{pol: c.pol, info: c.info})
-	s.expiry, s.version = c.expiry, c.version
+	s.expiry, s.version, s.lastDrain = c.expiry, c.version, time.Now().UnixNano()
 	s.timerGen++ // cancels a pending expiry and delayed will [MQTT-3.1.3-9]
 	s.online.Store(true)
 	b.storeSessionLocked(s, pb, 0)
@@ -227,6 +227,7 @@ func (b *Broker) endSessionLocked(s *Session, pb *store.Batch) {
 	}
 	s.ended = true
 	s.online.Store(false)
+	wakeAll(s.takeWaitersLocked(true))
 	b.subs.RemoveAll(s)
 	s.clear()
 	if b.registry.m[s.id] == s {
@@ -268,6 +269,7 @@ func (c *Client) Closed(reason error) {
 	s.mu.Lock()
 	owner := s.owner == c
 	if owner {
+		wakeAll(s.takeWaitersLocked(true)) // nobody drains an offline queue
 		s.owner, s.woken = nil, false
 		s.online.Store(false)
 		s.expiry = c.expiry

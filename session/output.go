@@ -1,6 +1,8 @@
 package session
 
 import (
+	"time"
+
 	"github.com/midge-mqtt/midge/codec"
 	"github.com/midge-mqtt/midge/store"
 	"github.com/midge-mqtt/midge/trie"
@@ -25,11 +27,26 @@ type Output struct {
 	pkt    codec.Packet // scratch for encoding
 	match  trie.Result  // scratch for routing a PUBLISH
 	batch  *store.Batch // scratch for the store's changes, when the broker persists
+
+	// now is the time of the loop turn (unix ns), read once per turn rather
+	// than once per message; the transport sets it with SetNow.
+	now int64
 }
 
 type mark struct {
 	at      int // offset into buf after which payload is written
 	payload []byte
+}
+
+// SetNow sets the time of the current loop turn.
+func (o *Output) SetNow(t time.Time) { o.now = t.UnixNano() }
+
+// clock is the turn's time, or the time now when the transport sets none.
+func (o *Output) clock() int64 {
+	if o.now != 0 {
+		return o.now
+	}
+	return time.Now().UnixNano()
 }
 
 // Len is the number of bytes queued so far.

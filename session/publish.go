@@ -2,7 +2,6 @@ package session
 
 import (
 	"bytes"
-	"time"
 
 	"github.com/midge-mqtt/midge/codec"
 	"github.com/midge-mqtt/midge/store"
@@ -50,12 +49,17 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 	switch p.QoS {
 	case 0:
 		if reason == codec.Success {
-			b.route(c.s, topic, p, &out.match, time.Now().UnixNano(), pb)
+			_, slow := b.route(c, topic, p, &out.match, out.clock(), pb)
+			c.slow = c.slow || slow
 			b.submit(pb)
 		}
 	case 1:
-		if reason == codec.Success && b.route(c.s, topic, p, &out.match, time.Now().UnixNano(), pb) == 0 {
-			reason = codec.NoMatchingSubscribers
+		if reason == codec.Success {
+			n, slow := b.route(c, topic, p, &out.match, out.clock(), pb)
+			c.slow = c.slow || slow
+			if n == 0 {
+				reason = codec.NoMatchingSubscribers
+			}
 		}
 		// Acknowledged once what the message changed in the store is durable.
 		c.ack(out, codec.PUBACK, p.PacketID, reason, b.submit(pb))
@@ -79,9 +83,12 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 		}
 		// Exactly once: route only the first time this packet id is seen; a
 		// resent PUBLISH before PUBREL only gets its PUBREC again [MQTT-4.3.3-?].
-		if !dup && reason == codec.Success &&
-			b.route(c.s, topic, p, &out.match, time.Now().UnixNano(), pb) == 0 {
-			reason = codec.NoMatchingSubscribers
+		if !dup && reason == codec.Success {
+			n, slow := b.route(c, topic, p, &out.match, out.clock(), pb)
+			c.slow = c.slow || slow
+			if n == 0 {
+				reason = codec.NoMatchingSubscribers
+			}
 		}
 		c.ack(out, codec.PUBREC, p.PacketID, reason, b.submit(pb))
 	}
@@ -176,8 +183,9 @@ func (c *Client) handlePubcomp(p *codec.Packet, out *Output) {
 // route publishes a PUBLISH that aliases an inbound buffer: the retained
 // store is updated, and a message copied once (shared by the retained store
 // and every queue) goes to every matching subscriber. It returns the number
-// of subscribers the message went to.
-func (b *Broker) route(from *Session, topic []byte, p *codec.Packet, r *trie.Result, now int64, pb *store.Batch) int {
+// of subscribers the message went to, and whether one of them asks for the
+// publisher to be slowed.
+func (b *Broker) route(pub *Client, topic []byte, p *codec.Packet, r *trie.Result, now int64, pb *store.Batch) (n int, slow bool) {
 	var m *Message
 	if p.Retain {
 		if len(p.Payload) == 0 {
@@ -187,22 +195,21 @@ func (b *Broker) route(from *Session, topic []byte, p *codec.Packet, r *trie.Res
 			b.storeRetained(m, pb)
 		}
 	}
-	var fromSub trie.Subscriber
-	if from != nil {
-		fromSub = from
+	var from trie.Subscriber
+	if pub != nil {
+		from = pub.s
 	}
-	b.subs.Match(topic, fromSub, r)
-	n := 0
+	b.subs.Match(topic, from, r)
 	if len(r.Subs)+len(r.Shared) > 0 {
 		if m == nil {
 			m = newMessage(topic, p, now)
 		}
-		n = b.deliverAll(m, r, pb)
+		n, slow = b.deliverAll(m, r, pb, pub)
 	}
 	if m != nil {
 		m.Release()
 	}
-	return n
+	return n, slow
 }
 
 // routeMessage is route for a message already copied (wills).
@@ -215,14 +222,14 @@ func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Resu
 		fromSub = from
 	}
 	b.subs.Match(m.Topic, fromSub, r)
-	return b.deliverAll(m, r, pb)
+	n, _ := b.deliverAll(m, r, pb, nil)
+	return n
 }
 
 // deliverAll queues m for every delivery of r, with the QoS downgraded to the
 // subscription's [MQTT-3.8.4-8] and the RETAIN flag cleared unless the
 // subscription asked for retain-as-published [MQTT-3.3.1-12/13].
-func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch) int {
-	n := 0
+func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Client) (n int, slow bool) {
 	for _, set := range [2][]trie.Delivery{r.Subs, r.Shared} {
 		for i := range set {
 			d := &set[i]
@@ -237,12 +244,14 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch) int {
 			if d.QoS < qos {
 				qos = d.QoS
 			}
-			if s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs, pb) {
+			queued, full := s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs, pb, false, pub)
+			if queued {
 				n++
 			}
+			slow = slow || full
 		}
 	}
-	return n
+	return n, slow
 }
 
 // clearRetained removes the retained message of topic: a retained PUBLISH

@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/midge-mqtt/midge/store"
 	"github.com/midge-mqtt/midge/trie"
@@ -35,6 +36,8 @@ type Session struct {
 	inflight    []inflight // outgoing QoS 1/2 not yet complete, in send order
 	nextID      uint16
 	awaitingRel []uint16                // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
+	waiters     []*Client               // publishers held back until this queue drains
+	lastDrain   int64                   // unix ns when its connection last took messages (stuck detection)
 	expiry      uint32                  // session expiry interval, seconds (math.MaxUint32: never)
 	version     byte                    // protocol level of the last connection
 	stored      bool                    // the store holds a record of this session
@@ -98,19 +101,35 @@ func (s *Session) Busy() bool {
 // the owner loop when the queue goes from idle to pending. Any goroutine.
 // Returns false when the message was dropped (queue full, or QoS 0 for an
 // offline session).
-func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *store.Batch) bool {
+//
+// A connected session whose queue passes half its limit reports slow: the
+// publisher is then read no further until the queue drains, so that a
+// subscriber that keeps up loses nothing to the batching of many publishers.
+// At the limit, QoS 0 is dropped (and counted); QoS 1/2 for a connected
+// session is still queued, since its publisher is being held back (its acks
+// and further reads wait), and dropped only for an offline session, as
+// mosquitto does. force (retained messages sent on SUBSCRIBE) ignores the
+// limits: those are bounded by the retained store.
+func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *store.Batch, force bool, pub *Client) (queued, slow bool) {
 	opts := &s.b.opts
 	s.mu.Lock()
 	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0) {
 		s.mu.Unlock()
-		return false
+		return false, false
 	}
 	n := len(s.queue) - s.head
-	if (opts.MaxQueuedMessages > 0 && n >= opts.MaxQueuedMessages) ||
-		(opts.MaxQueuedBytes > 0 && s.queuedBytes+len(m.Payload) > opts.MaxQueuedBytes) {
-		s.mu.Unlock()
-		s.b.Stats.PublishDropped.Add(1)
-		return false
+	if !force && ((opts.MaxQueuedMessages > 0 && n >= opts.MaxQueuedMessages) ||
+		(opts.MaxQueuedBytes > 0 && s.queuedBytes+len(m.Payload) > opts.MaxQueuedBytes)) {
+		moving := s.movingLocked()
+		if qos == 0 || !moving {
+			if moving {
+				s.addWaiterLocked(pub)
+			}
+			s.mu.Unlock()
+			s.b.Stats.PublishDropped.Add(1)
+			return false, moving
+		}
+		slow = true
 	}
 	m.retain()
 	e := entry{m: m, qos: qos, retain: retain, ids: ids}
@@ -125,6 +144,12 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 	s.queue = append(s.queue, e)
 	s.queuedBytes += len(m.Payload)
 	s.queued.Store(int32(n + 1))
+	if !slow && (n+1 >= s.b.softQueue || (s.b.softBytes > 0 && s.queuedBytes >= s.b.softBytes)) {
+		slow = s.movingLocked()
+	}
+	if slow {
+		s.addWaiterLocked(pub) // woken when the queue has drained (takeWaitersLocked)
+	}
 	var wake *Client
 	if s.owner != nil && !s.woken {
 		s.woken = true
@@ -134,7 +159,50 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 	if wake != nil {
 		wake.t.Wake()
 	}
-	return true
+	return true, slow
+}
+
+// stuckAfter is how long a connected subscriber may take no messages at all
+// before it counts as stuck: publishers are no longer held back for it, and
+// its overflow is dropped (a dead subscriber must not stall anyone).
+const stuckAfter = time.Second
+
+// movingLocked reports whether the session is connected and its connection
+// has taken messages lately. Assumes s.mu is held.
+func (s *Session) movingLocked() bool {
+	return s.owner != nil && time.Now().UnixNano()-s.lastDrain < int64(stuckAfter)
+}
+
+// takeWaitersLocked returns the publishers held back by this queue once it
+// has drained below a quarter of the slow-down mark, or all of them when
+// force is set (the session ends or goes offline). Wake them after
+// unlocking. Assumes s.mu is held.
+func (s *Session) takeWaitersLocked(force bool) []*Client {
+	if len(s.waiters) == 0 || (!force && len(s.queue)-s.head > s.b.softQueue/4) {
+		return nil
+	}
+	w := s.waiters
+	s.waiters = nil
+	for _, c := range w {
+		c.waitingOn.Store(nil)
+	}
+	return w
+}
+
+// addWaiterLocked registers a held-back publisher, once: a publisher waits
+// on one queue at a time (when woken it finds out whether another is full).
+// Assumes s.mu is held.
+func (s *Session) addWaiterLocked(pub *Client) {
+	if pub != nil && pub.waitingOn.CompareAndSwap(nil, s) {
+		s.waiters = append(s.waiters, pub)
+	}
+}
+
+// wakeAll wakes held-back publishers. Any goroutine, no lock held.
+func wakeAll(waiters []*Client) {
+	for _, c := range waiters {
+		c.t.Wake()
+	}
 }
 
 // pop removes the oldest queued entry. Assumes s.mu is held and the queue is not empty.
@@ -143,11 +211,18 @@ func (s *Session) pop() entry {
 	s.queue[s.head] = entry{}
 	s.head++
 	s.queuedBytes -= len(e.m.Payload)
-	if s.head == len(s.queue) {
+	switch {
+	case s.head == len(s.queue):
 		if cap(s.queue) > 1024 { // give a burst's memory back
 			s.queue = nil
 		}
 		s.queue, s.head = s.queue[:0], 0
+	case s.head >= 256 && s.head*2 >= len(s.queue):
+		// A queue that never empties would otherwise grow its backing
+		// array forever: move the live half to the front (amortised O(1)).
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue, s.head = s.queue[:n], 0
 	}
 	s.queued.Store(int32(len(s.queue) - s.head))
 	return e
