@@ -204,7 +204,7 @@ func (b *Broker) route(pub *Client, topic []byte, p *codec.Packet, r *trie.Resul
 		if m == nil {
 			m = newMessage(topic, p, now)
 		}
-		n, slow = b.deliverAll(m, r, pb, pub)
+		n, slow = b.deliverAll(m, r, pb, pub, now)
 	}
 	if m != nil {
 		m.Release()
@@ -222,14 +222,14 @@ func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Resu
 		fromSub = from
 	}
 	b.subs.Match(m.Topic, fromSub, r)
-	n, _ := b.deliverAll(m, r, pb, nil)
+	n, _ := b.deliverAll(m, r, pb, nil, now)
 	return n
 }
 
 // deliverAll queues m for every delivery of r, with the QoS downgraded to the
 // subscription's [MQTT-3.8.4-8] and the RETAIN flag cleared unless the
 // subscription asked for retain-as-published [MQTT-3.3.1-12/13].
-func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Client) (n int, slow bool) {
+func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Client, now int64) (n int, slow bool) {
 	for _, set := range [2][]trie.Delivery{r.Subs, r.Shared} {
 		for i := range set {
 			d := &set[i]
@@ -244,7 +244,7 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Cl
 			if d.QoS < qos {
 				qos = d.QoS
 			}
-			queued, full := s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs, pb, false, pub)
+			queued, full := s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs, pb, false, pub, now)
 			if queued {
 				n++
 			}

@@ -110,7 +110,7 @@ func (s *Session) Busy() bool {
 // and further reads wait), and dropped only for an offline session, as
 // mosquitto does. force (retained messages sent on SUBSCRIBE) ignores the
 // limits: those are bounded by the retained store.
-func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *store.Batch, force bool, pub *Client) (queued, slow bool) {
+func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool) {
 	opts := &s.b.opts
 	s.mu.Lock()
 	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0) {
@@ -120,7 +120,7 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 	n := len(s.queue) - s.head
 	if !force && ((opts.MaxQueuedMessages > 0 && n >= opts.MaxQueuedMessages) ||
 		(opts.MaxQueuedBytes > 0 && s.queuedBytes+len(m.Payload) > opts.MaxQueuedBytes)) {
-		moving := s.movingLocked()
+		moving := s.movingLocked(now)
 		if qos == 0 || !moving {
 			if moving {
 				s.addWaiterLocked(pub)
@@ -145,7 +145,7 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 	s.queuedBytes += len(m.Payload)
 	s.queued.Store(int32(n + 1))
 	if !slow && (n+1 >= s.b.softQueue || (s.b.softBytes > 0 && s.queuedBytes >= s.b.softBytes)) {
-		slow = s.movingLocked()
+		slow = s.movingLocked(now)
 	}
 	if slow {
 		s.addWaiterLocked(pub) // woken when the queue has drained (takeWaitersLocked)
@@ -169,8 +169,8 @@ const stuckAfter = time.Second
 
 // movingLocked reports whether the session is connected and its connection
 // has taken messages lately. Assumes s.mu is held.
-func (s *Session) movingLocked() bool {
-	return s.owner != nil && time.Now().UnixNano()-s.lastDrain < int64(stuckAfter)
+func (s *Session) movingLocked(now int64) bool {
+	return s.owner != nil && now-s.lastDrain < int64(stuckAfter)
 }
 
 // takeWaitersLocked returns the publishers held back by this queue once it

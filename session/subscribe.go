@@ -102,7 +102,7 @@ func (b *Broker) sendRetained(c *Client, filter string, qos byte, ids []uint32, 
 		if qos < q {
 			q = qos
 		}
-		c.s.deliver(m, q, true, ids, pb, true, nil)
+		c.s.deliver(m, q, true, ids, pb, true, nil, now)
 		return true
 	})
 }
