@@ -89,25 +89,7 @@ func (r *v3Conn) next(wait time.Duration) (*codec.Packet, error) {
 		r.held = r.held[1:]
 		return p, nil
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		if total, err := codec.FrameSize(r.buf, 0); err == nil && len(r.buf) >= total {
-			frame := append([]byte(nil), r.buf[:total]...)
-			r.buf = r.buf[total:]
-			p := new(codec.Packet)
-			if _, err := r.dec.Decode(frame, p); err != nil {
-				return nil, err
-			}
-			return p, nil
-		}
-		_ = r.c.SetReadDeadline(deadline)
-		var tmp [4096]byte
-		n, err := r.c.Read(tmp[:])
-		r.buf = append(r.buf, tmp[:n]...)
-		if err != nil && n == 0 {
-			return nil, err
-		}
-	}
+	return readPacket(r.c, &r.buf, &r.dec, wait)
 }
 
 // expect reads the next packet and checks its type.
@@ -302,7 +284,7 @@ func (tb *testBroker) loopOf(t testing.TB, addr string) gnet.EventLoop {
 			err := ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				ok := false
 				for c := range ls.conns {
-					ok = ok || c.remote == addr
+					ok = ok || c.RemoteAddr() == addr
 				}
 				found <- ok
 				return nil

@@ -58,21 +58,28 @@ func (r *rawConn) send(p *codec.Packet) {
 // next returns the next packet, decoded into a fresh Packet that owns its
 // bytes, or the read error (io.EOF when the broker closed the connection).
 func (r *rawConn) next(wait time.Duration) (*codec.Packet, error) {
+	return readPacket(r.c, &r.buf, &r.dec, wait)
+}
+
+// readPacket reads the next packet from c (buffering in *buf), decoded into
+// a fresh Packet that owns its bytes, or returns the read error (io.EOF when
+// the broker closed the connection). Shared by the raw-socket test clients.
+func readPacket(c net.Conn, buf *[]byte, dec *codec.Decoder, wait time.Duration) (*codec.Packet, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		if total, err := codec.FrameSize(r.buf, 0); err == nil && len(r.buf) >= total {
-			frame := append([]byte(nil), r.buf[:total]...)
-			r.buf = r.buf[total:]
+		if total, err := codec.FrameSize(*buf, 0); err == nil && len(*buf) >= total {
+			frame := append([]byte(nil), (*buf)[:total]...)
+			*buf = (*buf)[total:]
 			p := new(codec.Packet)
-			if _, err := r.dec.Decode(frame, p); err != nil {
+			if _, err := dec.Decode(frame, p); err != nil {
 				return nil, err
 			}
 			return p, nil
 		}
-		_ = r.c.SetReadDeadline(deadline)
+		_ = c.SetReadDeadline(deadline)
 		var tmp [4096]byte
-		n, err := r.c.Read(tmp[:])
-		r.buf = append(r.buf, tmp[:n]...)
+		n, err := c.Read(tmp[:])
+		*buf = append(*buf, tmp[:n]...)
 		if err != nil && n == 0 {
 			return nil, err
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/midge-mqtt/midge/client"
 	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/internal/mosquittotest"
 )
 
 // result is what one tool run printed and returned.
@@ -288,7 +289,7 @@ func TestConnectErrors(t *testing.T) {
 }
 
 func mustFreePort(t *testing.T) int {
-	p, err := freePort()
+	p, err := mosquittotest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
