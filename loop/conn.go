@@ -19,7 +19,6 @@ type conn struct {
 	client  *session.Client
 	stats   *session.Stats
 	dec     codec.Decoder
-	remote  string
 	lastIn  int64 // unix milliseconds of the last packet received
 	closed  bool
 	stalled bool      // in the loop's stalled list, retried by the tick
@@ -36,8 +35,9 @@ func (c *conn) Wake() { c.ls.wake(c) }
 // Close implements session.Transport. Any goroutine.
 func (c *conn) Close() { _ = c.gc.Close() }
 
-// RemoteAddr implements session.Transport.
-func (c *conn) RemoteAddr() string { return c.remote }
+// RemoteAddr implements session.Transport. Loop-only (it is made on demand,
+// for logs, rather than kept per connection).
+func (c *conn) RemoteAddr() string { return c.gc.RemoteAddr().String() }
 
 // OnOpen sets up the connection's context. Loop-only.
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
@@ -47,7 +47,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := s.loopOf(gc.EventLoop())
-	c := &conn{gc: gc, ls: ls, remote: gc.RemoteAddr().String(), lastIn: time.Now().UnixMilli(),
+	c := &conn{gc: gc, ls: ls, lastIn: time.Now().UnixMilli(),
 		stats: &s.broker.Stats}
 	c.dec.MaxPacketSize = s.cfg.MaxPacketSize
 	c.ln = s.listenerOf(gc)
@@ -59,7 +59,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	ls.conns[c] = struct{}{}
 	if max := c.ln.MaxConnections; c.ln.conns.Add(1) > int64(max) && max > 0 {
 		// mosquitto closes the socket of a connection over the limit.
-		s.log.Printf("Connection from %s refused: max_connections (%d) reached.", c.remote, max)
+		s.log.Printf("Connection from %s refused: max_connections (%d) reached.", c.RemoteAddr(), max)
 		return nil, gnet.Close
 	}
 	ls.wheel.add(c, ceilSecond(c.lastIn+s.cfg.ConnectTimeout.Milliseconds()))
@@ -235,7 +235,7 @@ func (s *Server) expire(c *conn) {
 		return
 	}
 	if !c.client.Connected() {
-		s.log.Printf("Client %s: no CONNECT within %s, closing.", c.remote, s.cfg.ConnectTimeout)
+		s.log.Printf("Client %s: no CONNECT within %s, closing.", c.RemoteAddr(), s.cfg.ConnectTimeout)
 		_ = c.gc.Close()
 		return
 	}
@@ -318,11 +318,11 @@ func (s *Server) logClose(c *conn, err error) {
 	switch {
 	case errors.Is(err, session.ErrClosed):
 	case errors.As(err, &ce):
-		s.log.Printf("Client %s from %s: bad packet: %v, disconnecting.", c.clientName(), c.remote, err)
+		s.log.Printf("Client %s from %s: bad packet: %v, disconnecting.", c.clientName(), c.RemoteAddr(), err)
 	case errors.As(err, &d):
-		s.log.Printf("Client %s from %s: %v.", c.clientName(), c.remote, err)
+		s.log.Printf("Client %s from %s: %v.", c.clientName(), c.RemoteAddr(), err)
 	default:
-		s.log.Printf("Client %s from %s: %v.", c.clientName(), c.remote, err)
+		s.log.Printf("Client %s from %s: %v.", c.clientName(), c.RemoteAddr(), err)
 	}
 }
 

@@ -206,7 +206,11 @@ func (b *Broker) openSession(c *Client, id string, cleanStart bool, pb *store.Ba
 		b.Stats.ClientsTotal.Add(1)
 	}
 	s.owner, s.woken = c, false
-	s.reader.Store(&reader{pol: c.pol, info: c.info})
+	if c.pol.Auth != nil { // only ACL checks need to know who reads
+		s.reader.Store(&reader{pol: c.pol, info: c.info})
+	} else {
+		s.reader.Store(nil)
+	}
 	s.expiry, s.version, s.lastDrain = c.expiry, c.version, time.Now().UnixNano()
 	s.timerGen++ // cancels a pending expiry and delayed will [MQTT-3.1.3-9]
 	s.online.Store(true)
