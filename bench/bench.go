@@ -40,10 +40,11 @@ type Config struct {
 	Version     byte // codec.Version311 or codec.Version5
 	Duration    time.Duration
 	Warmup      time.Duration
-	Rate        int // total messages per second; 0 = unlimited (latency: 10000)
-	Inflight    int // window per QoS 1/2 publisher
-	BrokerPID   int // 0: broker CPU and RSS are not reported
-	Loops       int // gnet client loops (0: one per CPU)
+	Rate        int  // total messages per second; 0 = unlimited (latency: 10000)
+	Inflight    int  // window per QoS 1/2 publisher
+	Persistent  bool // subscribers keep persistent sessions (exercises a broker's persistence)
+	BrokerPID   int  // 0: broker CPU and RSS are not reported
+	Loops       int  // gnet client loops (0: one per CPU)
 	Progress    io.Writer
 }
 

@@ -150,7 +150,7 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 	base := time.Now()
 
 	err = parallel(len(f.subFilters), 16, func(i int) error {
-		nc, err := d.connect(fmt.Sprintf("%s-s%d", id, i), c.Version, 0)
+		nc, err := d.connectSession(fmt.Sprintf("%s-s%d", id, i), c.Version, 0, c.Persistent)
 		if err != nil {
 			return err
 		}

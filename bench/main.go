@@ -54,6 +54,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.Warmup, "w", 0, "warm-up before measuring (default 1s)")
 	fs.IntVar(&c.Rate, "R", 0, "total publish rate in msg/s (0: unlimited; latency: 10000)")
 	fs.IntVar(&c.Inflight, "inflight", 16, "unacknowledged messages per QoS 1/2 publisher")
+	fs.BoolVar(&c.Persistent, "persistent", false, "subscribers keep persistent sessions (clean session 0), so a broker with persistence stores their messages")
 	fs.IntVar(&c.BrokerPID, "pid", 0, "broker `pid`, to report its CPU and RSS from /proc")
 	fs.IntVar(&c.Loops, "loops", 0, "generator event loops (0: one per CPU)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")

@@ -85,10 +85,14 @@ func (f *publishFrame) put(dst []byte, pid uint16, pub uint32, seq uint64, ts in
 // spreads source addresses over 127.0.0.0/8 so that many connections do not
 // exhaust one address's ephemeral ports.
 type dialer struct {
-	addr    string
-	spread  bool
-	next    atomic.Uint32
-	timeout time.Duration
+	addr string
+	// persistent makes subscribers' sessions persistent (clean session 0,
+	// or v5 session expiry), so that a broker with persistence stores
+	// their QoS 1/2 messages.
+	persistent bool
+	spread     bool
+	next       atomic.Uint32
+	timeout    time.Duration
 }
 
 func newDialer(host string, port int) *dialer {
@@ -156,12 +160,21 @@ func expect(c net.Conn, version byte, t codec.PacketType, p *codec.Packet) error
 
 // connect dials and completes the MQTT handshake as client id.
 func (d *dialer) connect(id string, version byte, keepalive uint16) (net.Conn, error) {
+	return d.connectSession(id, version, keepalive, false)
+}
+
+// connectSession is connect with a persistent session when persistent.
+func (d *dialer) connectSession(id string, version byte, keepalive uint16, persistent bool) (net.Conn, error) {
 	c, err := d.dial()
 	if err != nil {
 		return nil, err
 	}
 	p := codec.Packet{Type: codec.CONNECT, Connect: codec.Connect{ProtocolLevel: version,
-		CleanStart: true, KeepAlive: keepalive, ClientID: []byte(id)}}
+		CleanStart: !persistent, KeepAlive: keepalive, ClientID: []byte(id)}}
+	if persistent && version == codec.Version5 {
+		p.Props.SessionExpiry = 60
+		p.Props.Set(codec.PropSessionExpiry)
+	}
 	_ = c.SetDeadline(time.Now().Add(d.timeout))
 	if _, err := c.Write(p.Encode(nil, version)); err != nil {
 		c.Close()
