@@ -92,6 +92,10 @@ func TestRetainV3Resubscribe(t *testing.T) {
 	tb := startBroker(t, nil)
 	pub, _ := tb.v3Connect(t, codec.Version311, "rr-pub", true)
 	pub.publish("rr", "kept", 0, 0, true)
+	// QoS 0 has no ack: a PINGRESP on the same connection shows the PUBLISH
+	// was handled before the subscriber (maybe on the other loop) subscribes.
+	pub.send(&codec.Packet{Type: codec.PINGREQ})
+	pub.expect(codec.PINGRESP)
 	sub, _ := tb.v3Connect(t, codec.Version311, "rr-sub", true)
 	for i := uint16(1); i <= 2; i++ {
 		sub.subscribe(i, "rr", 0)
