@@ -350,8 +350,10 @@ func (c *conn) readWebSocket(out *session.Output) error {
 		b, _ := c.gc.Peek(buffered)
 		var n int
 		n, err = c.ws.read(b, c, out, c.dec.MaxPacketSize)
-		_, _ = c.gc.Discard(n)
-		c.stats.BytesReceived.Add(int64(n))
+		if n > 0 { // gnet's Discard(0) discards everything buffered
+			_, _ = c.gc.Discard(n)
+			c.stats.BytesReceived.Add(int64(n))
+		}
 	}
 	if len(c.ws.ctl) > 0 {
 		_, _ = c.gc.Write(c.ws.ctl) // gnet copies what it cannot send now
