@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"os/exec"
@@ -13,6 +14,9 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/midge-mqtt/midge/client"
+	"github.com/midge-mqtt/midge/codec"
 )
 
 // persistConfig writes a config with persistence on and returns its path
@@ -232,5 +236,46 @@ func TestPersistCrash(t *testing.T) {
 	}
 	if len(dup) > 0 {
 		t.Errorf("%d QoS 2 messages delivered more than once, e.g. %q", len(dup), dup[:min(5, len(dup))])
+	}
+}
+
+// TestPersistWillAcrossRestart: a v5 will waiting for its delay when the
+// broker stops is published after the restart [MQTT-3.1.3-9], from the
+// store, to a persistent subscriber.
+func TestPersistWillAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	conf, addr := persistConfig(t, dir, "")
+	cmd, _ := startMidge(t, addr, "-c", conf)
+
+	sub := pahoClient(t, addr, "will-sub", false, nil)
+	if tok := sub.Subscribe("will/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	sub.Disconnect(100)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var props codec.Properties
+	props.SessionExpiry = 60
+	props.Set(codec.PropSessionExpiry)
+	var willProps codec.Properties
+	willProps.WillDelay = 2
+	willProps.Set(codec.PropWillDelay)
+	dying := client.New(client.Options{Addr: addr, ClientID: "dying", Version: codec.Version5, Props: props,
+		Will: &client.Message{Topic: []byte("will/dying"), Payload: []byte("bye"), QoS: 1, Props: &willProps}})
+	if err := dying.Connect(ctx); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	dying.Close() // no DISCONNECT: the will waits 2 s
+
+	stopMidge(t, cmd, syscall.SIGTERM)
+	startMidge(t, addr, "-c", conf)
+	time.Sleep(3 * time.Second) // past the will delay, counted from the disconnect
+
+	col := &collector{}
+	sub = pahoClient(t, addr, "will-sub", false, col.handle)
+	defer sub.Disconnect(100)
+	if got := col.quietFor(500 * time.Millisecond); len(got) != 1 || got[0] != "will/dying bye 1" {
+		t.Errorf("after restart the will subscriber got %q, want the delayed will", got)
 	}
 }

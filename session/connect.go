@@ -211,7 +211,8 @@ func (b *Broker) openSession(c *Client, id string, cleanStart bool, pb *store.Ba
 	} else {
 		s.reader.Store(nil)
 	}
-	s.expiry, s.version, s.lastDrain = c.expiry, c.version, time.Now().UnixNano()
+	s.expiry, s.version, s.lastDrain, s.offSince = c.expiry, c.version, time.Now().UnixNano(), 0
+	b.rememberWillLocked(s, c)
 	s.timerGen++ // cancels a pending expiry and delayed will [MQTT-3.1.3-9]
 	s.online.Store(true)
 	b.storeSessionLocked(s, pb, 0)
@@ -281,7 +282,12 @@ func (c *Client) Closed(reason error) {
 		if s.expiry == 0 {
 			b.endSessionLocked(s, pb) // [MQTT-3.1.2-?]: session ends with the connection
 		} else {
-			b.storeSessionLocked(s, pb, time.Now().UnixNano())
+			// The store keeps the will only while it waits for its delay.
+			if w := c.will; w == nil || c.disconnected || kicked || w.delay == 0 {
+				s.willRec, s.willDelay = nil, 0
+			}
+			s.offSince = time.Now().UnixNano()
+			b.storeSessionLocked(s, pb, s.offSince)
 		}
 		if s.expiry != 0 && s.expiry != neverExpires {
 			b.timers.add(timer{at: time.Now().Add(time.Duration(s.expiry) * time.Second).UnixNano(),

@@ -114,8 +114,63 @@ func (b *Broker) restoreSession(ss *store.Session, now int64, fix *store.Batch) 
 	}
 	b.registry.m[s.id] = s
 	b.Stats.ClientsTotal.Add(1)
+	s.offSince = disconnected
+	b.restoreWill(s, ss, disconnected, now)
 	if ss.Expiry != neverExpires {
 		b.timers.add(timer{at: disconnected + int64(ss.Expiry)*1e9, kind: timerExpiry, s: s, gen: s.timerGen})
+	}
+}
+
+// rememberWill keeps a copy of c's will for the store when c's session is
+// persistent, so that a restart (or a crash) while the will is pending
+// still publishes it [MQTT-3.1.2-8]. Assumes s.mu is held.
+func (b *Broker) rememberWillLocked(s *Session, c *Client) {
+	s.willRec, s.willDelay = nil, 0
+	if b.persist.db == nil || c.will == nil || c.expiry == 0 {
+		return
+	}
+	m := toStore(c.will.m)
+	m.Topic = append([]byte(nil), m.Topic...)
+	m.Payload = append([]byte(nil), m.Payload...)
+	m.Props = codec.Properties{Present: m.Props.Present, PayloadFormat: m.Props.PayloadFormat,
+		ContentType: append([]byte(nil), m.Props.ContentType...), ResponseTopic: append([]byte(nil), m.Props.ResponseTopic...),
+		CorrelationData: append([]byte(nil), m.Props.CorrelationData...)}
+	for _, u := range c.will.m.Props.User {
+		m.Props.User = append(m.Props.User, codec.UserProperty{Key: append([]byte(nil), u.Key...), Value: append([]byte(nil), u.Value...)})
+	}
+	s.willRec, s.willDelay = &m, c.will.delay
+}
+
+// restoreWill schedules the stored will of a restored session: at its delay
+// after the disconnect, or after the restart when the client was connected
+// when the broker stopped (its connection ended then), bounded by the
+// session's expiry.
+func (b *Broker) restoreWill(s *Session, ss *store.Session, disconnected, now int64) {
+	if ss.Will == nil {
+		return
+	}
+	delay := ss.WillDelay
+	if ss.Expiry < delay {
+		delay = ss.Expiry
+	}
+	at := disconnected + int64(delay)*1e9
+	if at < now {
+		at = now
+	}
+	s.willRec, s.willDelay = ss.Will, ss.WillDelay
+	w := &will{m: messageFromStore(ss.Will), delay: ss.WillDelay}
+	b.timers.add(timer{at: at, kind: timerWill, s: s, gen: s.timerGen, will: w})
+}
+
+// forgetWillLocked drops the stored will once it was published or cancelled.
+// Assumes s.mu is held.
+func (b *Broker) forgetWillLocked(s *Session, pb *store.Batch) {
+	if s.willRec == nil {
+		return
+	}
+	s.willRec, s.willDelay = nil, 0
+	if !s.ended && s.owner == nil {
+		b.storeSessionLocked(s, pb, s.offSince)
 	}
 }
 
@@ -250,7 +305,8 @@ func (b *Broker) storeSessionLocked(s *Session, pb *store.Batch, disconnectedAt 
 		return
 	}
 	s.stored = true
-	rec := store.Session{ClientID: s.id, Version: s.version, Expiry: s.expiry, DisconnectedAt: disconnectedAt}
+	rec := store.Session{ClientID: s.id, Version: s.version, Expiry: s.expiry, DisconnectedAt: disconnectedAt,
+		Will: s.willRec, WillDelay: s.willDelay}
 	for f, o := range s.subs {
 		rec.Subscriptions = append(rec.Subscriptions, store.Subscription{Filter: f, QoS: o.QoS,
 			NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling, ID: o.ID})

@@ -43,7 +43,10 @@ type Session struct {
 	stored      bool                    // the store holds a record of this session
 	subs        map[string]trie.Options // subscriptions, kept for the store when the broker persists
 	nextSeq     uint64                  // store key of the next queued message (0: unused)
-	timerGen    uint64                  // bumps to cancel pending expiry / will timers
+	willRec     *store.Message          // the will the store keeps for this session (own copy), or nil
+	willDelay   uint32
+	offSince    int64  // unix ns of the last disconnect, for the store (0: connected)
+	timerGen    uint64 // bumps to cancel pending expiry / will timers
 	ended       bool
 }
 

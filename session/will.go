@@ -35,9 +35,14 @@ func (b *Broker) publishWill(c *Client, w *will) {
 // fireDelayedWill publishes a delayed will unless the session was resumed
 // (or taken over) since it was scheduled [MQTT-3.1.3-9].
 func (b *Broker) fireDelayedWill(s *Session, gen uint64, w *will) {
+	pb := b.newBatch()
 	s.mu.Lock()
 	cancelled := s.timerGen != gen && !s.ended
+	if !cancelled {
+		b.forgetWillLocked(s, pb)
+	}
 	s.mu.Unlock()
+	b.submit(pb)
 	if cancelled {
 		w.m.Release()
 		return
