@@ -33,13 +33,7 @@ func persistConfig(t *testing.T, dir string, extra string) (string, string) {
 // stopMidge stops a broker started with startMidge (SIGTERM, or SIGKILL for a crash).
 func stopMidge(t *testing.T, cmd *exec.Cmd, sig syscall.Signal) {
 	t.Helper()
-	_ = cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
+	if !stopProcess(cmd, sig) {
 		t.Fatalf("midge did not stop on %v", sig)
 	}
 }

@@ -74,13 +74,7 @@ func startMidge(t *testing.T, addr string, args ...string) (*exec.Cmd, *lockedBu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
+		if !stopProcess(cmd, syscall.SIGTERM) {
 			t.Errorf("midge did not stop on SIGTERM")
 		}
 		if t.Failed() {
@@ -98,6 +92,22 @@ func startMidge(t *testing.T, addr string, args ...string) (*exec.Cmd, *lockedBu
 			t.Fatalf("midge did not listen on %s: %v\n%s", addr, err, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stopProcess sends sig and waits up to 10 s for the process to end (then
+// kills it). It reports whether the process stopped by itself; a process
+// already waited for counts as stopped.
+func stopProcess(cmd *exec.Cmd, sig syscall.Signal) bool {
+	_ = cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		return false
 	}
 }
 

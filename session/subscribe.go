@@ -69,9 +69,7 @@ func (c *Client) handleSubscribe(p *codec.Packet, out *Output) error {
 	b.Stats.MessagesSent.Add(1)
 
 	pb := b.batch(out)
-	c.s.mu.Lock()
-	b.storeSessionLocked(c.s, pb, 0)
-	c.s.mu.Unlock()
+	c.saveSession(pb)
 	for _, w := range wantRetained {
 		b.sendRetained(c, w.filter, w.qos, ids, pb)
 	}
@@ -124,8 +122,17 @@ func (c *Client) handleUnsubscribe(p *codec.Packet, out *Output) {
 	out.appendPacket(r, c.version)
 	b.Stats.MessagesSent.Add(1)
 	pb := b.batch(out)
-	c.s.mu.Lock()
-	b.storeSessionLocked(c.s, pb, 0)
-	c.s.mu.Unlock()
+	c.saveSession(pb)
 	b.submit(pb)
+}
+
+// saveSession writes the session's record, whose subscriptions changed, into
+// pb (nil: the broker does not persist).
+func (c *Client) saveSession(pb *store.Batch) {
+	if pb == nil {
+		return
+	}
+	c.s.mu.Lock()
+	c.b.storeSessionLocked(c.s, pb, 0)
+	c.s.mu.Unlock()
 }
