@@ -44,7 +44,8 @@ type Config struct {
 	Inflight    int  // window per QoS 1/2 publisher
 	Persistent  bool // subscribers keep persistent sessions (exercises a broker's persistence)
 	BrokerPID   int  // 0: broker CPU and RSS are not reported
-	Loops       int  // gnet client loops (0: one per CPU)
+	Loops       int  // gnet client loops (0: one per CPU); conns: dialing loops
+	Window      int  // conns: connects in flight per dialing loop
 	Progress    io.Writer
 }
 
@@ -90,6 +91,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.Conns == 0 {
 		c.Conns = 1000
+	}
+	if c.Window == 0 {
+		c.Window = stormWindow
 	}
 	if c.Retained == 0 {
 		c.Retained = 10000

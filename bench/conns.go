@@ -2,9 +2,10 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
-	"sync"
+	"math/rand/v2"
+	"syscall"
 	"time"
 )
 
@@ -33,8 +34,11 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		return nil, fmt.Errorf("bench: conns: %d connections need more than the descriptor limit %d", c.Conns, limit)
 	}
 	res := &Result{Scenario: "conns", Shape: fmt.Sprintf("%d idle, keepalive %ds", c.Conns, idleKeepAlive), Conns: c.Conns}
-	d := newDialer(c.Host, c.Port)
-	id := runID("conns")
+	st, err := newStorm(c.Host, c.Port, c.Version, fmt.Sprintf("conns-%06x-", rand.Uint32()&0xffffff))
+	if err != nil {
+		return nil, err
+	}
+	st.window = c.Window
 	settle := func() int64 {
 		if c.BrokerPID == 0 {
 			return 0
@@ -45,46 +49,28 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 	}
 	rss0 := settle()
 
-	var (
-		mu    sync.Mutex
-		conns = make([]net.Conn, 0, c.Conns)
-	)
-	defer func() {
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}()
-	var connecting time.Duration
-	var brokerCPU time.Duration
+	fds := make([]int, 0, c.Conns)
+	defer func() { closeAll(fds) }()
+	var connecting, brokerCPU, genCPU time.Duration
 	prog := newProgress(c.Progress, "conns", time.Duration(c.Conns))
 	for _, target := range connSteps(c.Conns) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		have := len(conns)
 		b0, _ := procCPUOpt(c.BrokerPID)
+		g0 := selfCPU()
 		t0 := time.Now()
-		err := parallel(target-have, 32, func(i int) error {
-			nc, err := d.connect(fmt.Sprintf("%s-%d", id, have+i), c.Version, idleKeepAlive)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			conns = append(conns, nc)
-			n := len(conns)
-			mu.Unlock()
-			if n%500 == 0 {
-				prog.show(time.Duration(n), 0, int64(n))
-			}
-			return nil
-		})
+		got, err := st.open(ctx, len(fds), target-len(fds), c.Loops)
 		connecting += time.Since(t0)
+		genCPU += selfCPU() - g0
 		b1, _ := procCPUOpt(c.BrokerPID)
 		brokerCPU += b1 - b0
 		if err != nil {
 			prog.done()
-			return nil, fmt.Errorf("bench: conns: after %d connections: %w", len(conns), err)
+			return nil, fmt.Errorf("bench: conns: after %d connections: %w", len(fds), err)
 		}
+		fds = append(fds, got...)
+		prog.show(time.Duration(len(fds)), 0, int64(len(fds)))
 		if c.BrokerPID > 0 {
 			rss := settle()
 			res.Steps = append(res.Steps, ConnStep{Conns: target, RSSKiB: rss,
@@ -94,6 +80,7 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 	prog.done()
 	res.Seconds = connecting.Seconds()
 	res.ConnectRate = float64(c.Conns) / connecting.Seconds()
+	res.GenCPU = genCPU.Seconds() / connecting.Seconds()
 	if c.BrokerPID > 0 {
 		res.BrokerCPU = brokerCPU.Seconds() / connecting.Seconds()
 	}
@@ -110,11 +97,8 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		case <-hold.C:
 			held = true
 		case <-ping.C:
-			for _, nc := range conns {
-				_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-				if _, err := nc.Write(pingFrame); err != nil {
-					return nil, fmt.Errorf("bench: conns: keepalive: %w", err)
-				}
+			if err := pingAll(fds); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -123,23 +107,43 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		res.KiBPerConn = float64(res.BrokerRSSKiB-rss0) / float64(c.Conns)
 	}
 	// A broker that dropped idle connections shows it here: a read must
-	// time out rather than see EOF.
-	dropped := 0
-	for _, nc := range conns[:min(len(conns), 100)] {
-		_ = nc.SetReadDeadline(time.Now().Add(time.Millisecond))
-		var b [2]byte
-		if _, err := nc.Read(b[:]); err != nil {
-			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-				dropped++
-			}
-		}
-	}
-	if dropped > 0 {
+	// find nothing (or PINGRESPs) rather than the end of the stream.
+	if dropped := countClosed(fds[:min(len(fds), 100)]); dropped > 0 {
 		err := fmt.Errorf("bench: conns: the broker closed %d of the first 100 idle connections", dropped)
 		res.Error = err.Error()
 		return res, err
 	}
 	return res, nil
+}
+
+// pingAll sends a PINGREQ on every connection. The PINGRESPs are left
+// unread: two bytes each.
+func pingAll(fds []int) error {
+	for _, fd := range fds {
+		n, err := syscall.Write(fd, pingFrame)
+		if err == syscall.EAGAIN || err == nil && n != len(pingFrame) {
+			return errors.New("bench: conns: keepalive: the broker is not reading")
+		}
+		if err != nil {
+			return fmt.Errorf("bench: conns: keepalive: %w", err)
+		}
+	}
+	return nil
+}
+
+// countClosed counts connections the broker has closed (or reset), with a
+// non-blocking read of each.
+func countClosed(fds []int) int {
+	closed := 0
+	var b [64]byte
+	for _, fd := range fds {
+		n, err := syscall.Read(fd, b[:])
+		if err == syscall.EAGAIN || err == nil && n > 0 {
+			continue
+		}
+		closed++
+	}
+	return closed
 }
 
 func procCPUOpt(pid int) (time.Duration, error) {

@@ -39,6 +39,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		version  int
 		asJSON   bool
 		progress string
+		cpuprof  string
 	)
 	fs.StringVar(&c.Host, "h", "127.0.0.1", "broker `host`")
 	fs.IntVar(&c.Port, "p", 1883, "broker `port`")
@@ -57,7 +58,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&c.Persistent, "persistent", false, "subscribers keep persistent sessions (clean session 0), so a broker with persistence stores their messages")
 	fs.IntVar(&c.BrokerPID, "pid", 0, "broker `pid`, to report its CPU and RSS from /proc")
 	fs.IntVar(&c.Loops, "loops", 0, "generator event loops (0: one per CPU)")
+	fs.IntVar(&c.Window, "window", 0, fmt.Sprintf("conns: connects in flight per loop (default %d)", stormWindow))
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	fs.StringVar(&cpuprof, "cpuprofile", "", "write the generator's CPU profile to `file`")
 	fs.StringVar(&progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), on, off")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, usage, strings.Join(Scenarios, ", "))
@@ -103,6 +106,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintln(stderr, "midge bench: -progress must be auto, on or off")
 		return 2
+	}
+	if cpuprof != "" {
+		stopProfile, err := startCPUProfile(cpuprof)
+		if err != nil {
+			fmt.Fprintf(stderr, "midge bench: %v\n", err)
+			return 1
+		}
+		defer stopProfile()
 	}
 	names := []string{scenario}
 	if scenario == "all" {
