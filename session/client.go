@@ -23,31 +23,48 @@ type Transport interface {
 // except kick are loop-only: they run on the goroutine that owns the
 // connection, one at a time.
 type Client struct {
-	b    *Broker
-	t    Transport
-	pol  *Policy
-	s    *Session // nil until CONNECT is accepted
-	info ClientInfo
-	// identity is what the transport verified of the peer (SetIdentity).
-	identity string
+	// Fields are grouped by size so that the struct packs without padding:
+	// one Client is held per connection, idle or not.
+	b   *Broker
+	t   Transport
+	pol *Policy
+	s   *Session // nil until CONNECT is accepted
+	// rd is who this client is (client id, username) under which policy;
+	// nil until CONNECT. Immutable once set, so the session shares it for
+	// its ACL checks on delivery.
+	rd    *reader
+	will  *will
+	extra *clientExtra // what few connections use; nil until needed
+	acks  []pendingAck // acknowledgements waiting for the store (in order)
 
-	version   byte
-	connected bool
-	keepalive uint16 // seconds, as granted (0: none)
-	resend    bool   // resend the inflight window (DUP) on the next drain
+	waitingOn atomic.Pointer[Session] // the queue whose drain will wake it, if held back
+	kicked    atomic.Uint32           // reason+1 set by another goroutine (takeover, shutdown)
 
 	expiry       uint32 // session expiry interval, seconds (v5; v3 persistent: neverExpires)
 	clientMaxPkt uint32 // largest packet the client accepts (v5; 0: no limit)
+	keepalive    uint16 // seconds, as granted (0: none)
 	clientRecv   uint16 // client's receive maximum (v5; our outgoing window)
-	aliases      [][]byte
-	will         *will
+	version      byte
+	connected    bool
+	resend       bool // resend the inflight window (DUP) on the next drain
 	disconnected bool // DISCONNECT received (the will is dropped unless 0x04)
+	slow         bool // a subscriber asked for this publisher to be slowed
+}
 
-	acks      []pendingAck            // acknowledgements waiting for the store (in order)
-	slow      bool                    // a subscriber asked for this publisher to be slowed
-	waitingOn atomic.Pointer[Session] // the queue whose drain will wake it, if held back
+// clientExtra is the state of a connection that only some connections
+// need: kept out of Client so that an idle connection does not pay for it.
+type clientExtra struct {
+	// identity is what the transport verified of the peer (SetIdentity).
+	identity string
+	aliases  [][]byte // inbound topic aliases (v5)
+}
 
-	kicked atomic.Uint32 // reason+1 set by another goroutine (takeover, shutdown)
+// more returns the client's extra state, making it on first use.
+func (c *Client) more() *clientExtra {
+	if c.extra == nil {
+		c.extra = new(clientExtra)
+	}
+	return c.extra
 }
 
 // Disconnect is the error Handle and Drain return when the connection must
@@ -77,7 +94,7 @@ func (b *Broker) NewClient(t Transport, pol *Policy) *Client {
 // SetIdentity records the peer's verified identity (the CN of its TLS
 // client certificate), the username under Policy.IdentityAsUsername. Call it
 // before the CONNECT is handled. Loop-only.
-func (c *Client) SetIdentity(name string) { c.identity = name }
+func (c *Client) SetIdentity(name string) { c.more().identity = name }
 
 // TakeSlow reports (and clears) whether a message this client published went
 // to a subscriber whose queue is filling: the transport should stop reading
@@ -99,7 +116,12 @@ func (c *Client) Version() byte { return c.version }
 func (c *Client) Keepalive() uint16 { return c.keepalive }
 
 // ID is the client identifier ("" before CONNECT).
-func (c *Client) ID() string { return c.info.ClientID }
+func (c *Client) ID() string {
+	if c.rd == nil {
+		return ""
+	}
+	return c.rd.info.ClientID
+}
 
 // Handle processes one decoded packet, appending replies to out. A non-nil
 // error means: write out, then close the connection.
@@ -269,12 +291,10 @@ func (c *Client) Drain(out *Output, budget int) (more bool, err error) {
 		c.resendInflight(out, now)
 	}
 	window := c.window()
-	for s.head < len(s.queue) {
+	for int(s.head) < len(s.queue) {
 		e := &s.queue[s.head]
 		if e.m.expired(now) {
-			if pb != nil && e.seq != 0 {
-				pb.DeleteQueued(s.id, e.seq)
-			}
+			s.unstoreLocked(pb, e, false)
 			s.pop().m.Release()
 			continue
 		}
@@ -292,9 +312,7 @@ func (c *Client) Drain(out *Output, budget int) (more bool, err error) {
 		}
 		id := s.allocID()
 		if !c.writePublish(out, &next, id, false, now) {
-			if pb != nil && next.seq != 0 {
-				pb.DeleteQueued(s.id, next.seq)
-			}
+			s.unstoreLocked(pb, &next, false)
 			next.m.Release()
 			continue
 		}

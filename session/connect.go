@@ -61,14 +61,14 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 		assigned = true // [MQTT-3.1.3-6], v5: returned in CONNACK [MQTT-3.2.2-16]
 	}
 	if c.pol.IdentityAsUsername {
-		if c.identity == "" {
+		if c.extra == nil || c.extra.identity == "" {
 			b.logf("Client %s from %s: no certificate identity to use as username.", id, c.t.RemoteAddr())
 			return refuse(codec.ConnRefusedBadCredentials, codec.BadUsernameOrPassword, "no certificate identity")
 		}
-		cp.Username, cp.UsernameFlag = []byte(c.identity), true
+		cp.Username, cp.UsernameFlag = []byte(c.extra.identity), true
 		cp.Password, cp.PasswordFlag = nil, false
 	}
-	c.info = ClientInfo{ClientID: id, Username: string(cp.Username), HasUsername: cp.UsernameFlag}
+	c.rd = &reader{pol: c.pol, info: ClientInfo{ClientID: id, Username: string(cp.Username), HasUsername: cp.UsernameFlag}}
 
 	// Under IdentityAsUsername the certificate has authenticated the client.
 	if a := c.pol.Auth; a != nil && !c.pol.IdentityAsUsername {
@@ -107,7 +107,7 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 	}
 
 	if cp.WillFlag {
-		if a := c.pol.Auth; a != nil && !a.Allow(&c.info, string(cp.WillTopic), AccessWrite) {
+		if a := c.pol.Auth; a != nil && !a.Allow(&c.rd.info, string(cp.WillTopic), AccessWrite) {
 			return refuse(codec.ConnRefusedNotAuthorized, codec.NotAuthorized, "will topic not authorised")
 		}
 		if cp.WillRetain && !b.opts.RetainAvailable {
@@ -207,7 +207,7 @@ func (b *Broker) openSession(c *Client, id string, cleanStart bool, pb *store.Ba
 	}
 	s.owner, s.woken = c, false
 	if c.pol.Auth != nil { // only ACL checks need to know who reads
-		s.reader.Store(&reader{pol: c.pol, info: c.info})
+		s.reader.Store(c.rd)
 	} else {
 		s.reader.Store(nil)
 	}
@@ -243,7 +243,7 @@ func (b *Broker) endSessionLocked(s *Session, pb *store.Batch) {
 
 // expireSession ends s if it is still disconnected and the expiry timer that
 // fired (gen) was not cancelled by a reconnect.
-func (b *Broker) expireSession(s *Session, gen uint64) {
+func (b *Broker) expireSession(s *Session, gen uint32) {
 	pb := b.newBatch()
 	b.registry.mu.Lock()
 	s.mu.Lock()
@@ -321,11 +321,11 @@ func (c *Client) Closed(reason error) {
 	if b.opts.ConnectionMessages {
 		switch {
 		case c.disconnected:
-			b.logf("Client %s disconnected.", c.info.ClientID)
+			b.logf("Client %s disconnected.", c.rd.info.ClientID)
 		case reason != nil:
-			b.logf("Client %s closed its connection (%v).", c.info.ClientID, reason)
+			b.logf("Client %s closed its connection (%v).", c.rd.info.ClientID, reason)
 		default:
-			b.logf("Client %s closed its connection.", c.info.ClientID)
+			b.logf("Client %s closed its connection.", c.rd.info.ClientID)
 		}
 	}
 }

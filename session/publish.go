@@ -20,12 +20,13 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 			c.sendDisconnect(out, codec.TopicAliasInvalid)
 			return &Disconnect{Reason: codec.TopicAliasInvalid, Msg: "topic alias out of range"}
 		}
-		if c.aliases == nil {
-			c.aliases = make([][]byte, int(c.pol.MaxTopicAlias)+1)
+		x := c.more()
+		if x.aliases == nil {
+			x.aliases = make([][]byte, int(c.pol.MaxTopicAlias)+1)
 		}
 		if len(topic) > 0 {
-			c.aliases[a] = append(c.aliases[a][:0], topic...)
-		} else if topic = c.aliases[a]; len(topic) == 0 { // [MQTT-3.3.4-?]: unknown alias
+			x.aliases[a] = append(x.aliases[a][:0], topic...)
+		} else if topic = x.aliases[a]; len(topic) == 0 { // [MQTT-3.3.4-?]: unknown alias
 			return c.protocolError(out, "unknown topic alias")
 		}
 	}
@@ -41,7 +42,7 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 		// administrative limit): 0x95, which mosquitto sends, is not a PUBACK
 		// or PUBREC reason code [MQTT-3.4.2-1] [MQTT-3.5.2-1].
 		reason = codec.QuotaExceeded
-	case c.pol.Auth != nil && !c.pol.Auth.Allow(&c.info, string(topic), AccessWrite):
+	case c.pol.Auth != nil && !c.pol.Auth.Allow(&c.rd.info, string(topic), AccessWrite):
 		reason = codec.NotAuthorized
 	}
 

@@ -20,35 +20,41 @@ import (
 // while holding either; the trie never calls back into a session except
 // Busy, which takes no lock.
 type Session struct {
-	b  *Broker
-	id string
-
-	online atomic.Bool            // a client is connected (read by Busy without the lock)
-	reader atomic.Pointer[reader] // who reads this session's messages, for ACL checks
-	queued atomic.Int32           // len(queue), mirrored for Busy
-
-	mu          sync.Mutex
-	owner       *Client // connected client, nil when offline; guarded by mu
-	woken       bool    // owner has been asked to drain and has not yet
-	queue       []entry // messages not yet sent, oldest first, from head
-	head        int
-	queuedBytes int
-	inflight    []inflight // outgoing QoS 1/2 not yet complete, in send order
-	nextID      uint16
+	// Fields are grouped by size so that the struct packs without padding:
+	// one Session is held per connected client, so its size class is part
+	// of the cost of every idle connection.
+	b           *Broker
+	id          string
+	reader      atomic.Pointer[reader]  // who reads this session's messages, for ACL checks
+	owner       *Client                 // connected client, nil when offline; guarded by mu
+	queue       []entry                 // messages not yet sent, oldest first, from head
+	inflight    []inflight              // outgoing QoS 1/2 not yet complete, in send order
 	awaitingRel []uint16                // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
-	waiters     []*Client               // publishers held back until this queue drains
-	lastDrain   int64                   // unix ns when its connection last took messages (stuck detection)
-	expiry      uint32                  // session expiry interval, seconds (math.MaxUint32: never)
-	version     byte                    // protocol level of the last connection
-	stored      bool                    // the store holds a record of this session
 	subs        map[string]trie.Options // subscriptions, kept for the store when the broker persists
-	nextSeq     uint64                  // store key of the next queued message (0: unused)
+	waiters     *waitList               // publishers held back until this queue drains (nil: never any)
 	willRec     *store.Message          // the will the store keeps for this session (own copy), or nil
-	willDelay   uint32
-	offSince    int64  // unix ns of the last disconnect, for the store (0: connected)
-	timerGen    uint64 // bumps to cancel pending expiry / will timers
-	ended       bool
+	nextSeq     uint64                  // store key of the next queued message (0: unused)
+	queuedBytes int
+	lastDrain   int64 // unix ns when its connection last took messages (stuck detection)
+	offSince    int64 // unix ns of the last disconnect, for the store (0: connected)
+
+	mu        sync.Mutex
+	online    atomic.Bool  // a client is connected (read by Busy without the lock)
+	queued    atomic.Int32 // len(queue)-head, mirrored for Busy
+	head      int32        // index of the oldest queued entry
+	expiry    uint32       // session expiry interval, seconds (math.MaxUint32: never)
+	willDelay uint32
+	timerGen  uint32 // bumps to cancel pending expiry / will timers (compared for equality only)
+	nextID    uint16
+	version   byte // protocol level of the last connection
+	woken     bool // owner has been asked to drain and has not yet
+	stored    bool // the store holds a record of this session
+	ended     bool
 }
+
+// waitList holds the publishers held back by one session's queue. It is
+// allocated the first time the queue fills: most sessions never hold anyone.
+type waitList struct{ cs []*Client }
 
 // reader is the identity and policy a session's messages are checked
 // against on delivery: its last client's.
@@ -120,7 +126,7 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 		s.mu.Unlock()
 		return false, false
 	}
-	n := len(s.queue) - s.head
+	n := len(s.queue) - int(s.head)
 	if !force && ((opts.MaxQueuedMessages > 0 && n >= opts.MaxQueuedMessages) ||
 		(opts.MaxQueuedBytes > 0 && s.queuedBytes+len(m.Payload) > opts.MaxQueuedBytes)) {
 		moving := s.movingLocked(now)
@@ -181,11 +187,11 @@ func (s *Session) movingLocked(now int64) bool {
 // force is set (the session ends or goes offline). Wake them after
 // unlocking. Assumes s.mu is held.
 func (s *Session) takeWaitersLocked(force bool) []*Client {
-	if len(s.waiters) == 0 || (!force && len(s.queue)-s.head > s.b.softQueue/4) {
+	if s.waiters == nil || len(s.waiters.cs) == 0 || (!force && len(s.queue)-int(s.head) > s.b.softQueue/4) {
 		return nil
 	}
-	w := s.waiters
-	s.waiters = nil
+	w := s.waiters.cs
+	s.waiters.cs = nil
 	for _, c := range w {
 		c.waitingOn.Store(nil)
 	}
@@ -197,7 +203,10 @@ func (s *Session) takeWaitersLocked(force bool) []*Client {
 // Assumes s.mu is held.
 func (s *Session) addWaiterLocked(pub *Client) {
 	if pub != nil && pub.waitingOn.CompareAndSwap(nil, s) {
-		s.waiters = append(s.waiters, pub)
+		if s.waiters == nil {
+			s.waiters = new(waitList)
+		}
+		s.waiters.cs = append(s.waiters.cs, pub)
 	}
 }
 
@@ -210,24 +219,27 @@ func wakeAll(waiters []*Client) {
 
 // pop removes the oldest queued entry. Assumes s.mu is held and the queue is not empty.
 func (s *Session) pop() entry {
-	e := s.queue[s.head]
-	s.queue[s.head] = entry{}
-	s.head++
+	h := int(s.head)
+	e := s.queue[h]
+	s.queue[h] = entry{}
+	h++
 	s.queuedBytes -= len(e.m.Payload)
 	switch {
-	case s.head == len(s.queue):
+	case h == len(s.queue):
 		if cap(s.queue) > 1024 { // give a burst's memory back
 			s.queue = nil
 		}
-		s.queue, s.head = s.queue[:0], 0
-	case s.head >= 256 && s.head*2 >= len(s.queue):
+		s.queue, h = s.queue[:0], 0
+	case h >= 256 && h*2 >= len(s.queue):
 		// A queue that never empties would otherwise grow its backing
 		// array forever: move the live half to the front (amortised O(1)).
-		n := copy(s.queue, s.queue[s.head:])
+		// So head stays below half the queue's length, well within int32.
+		n := copy(s.queue, s.queue[h:])
 		clear(s.queue[n:])
-		s.queue, s.head = s.queue[:n], 0
+		s.queue, h = s.queue[:n], 0
 	}
-	s.queued.Store(int32(len(s.queue) - s.head))
+	s.head = int32(h)
+	s.queued.Store(int32(len(s.queue) - h))
 	return e
 }
 
@@ -258,9 +270,7 @@ func (s *Session) findInflight(id uint16) int {
 
 // removeInflight ends the i-th inflight flow (and its stored copy).
 func (s *Session) removeInflight(i int, pb *store.Batch) {
-	if e := &s.inflight[i].e; pb != nil && e.seq != 0 {
-		pb.DeleteQueued(s.id, e.seq)
-	}
+	s.unstoreLocked(pb, &s.inflight[i].e, s.inflight[i].e.qos == 2) // sent QoS 2 was stored again with its id
 	s.inflight[i].e.m.Release()
 	copy(s.inflight[i:], s.inflight[i+1:])
 	s.inflight[len(s.inflight)-1] = inflight{}
@@ -289,7 +299,7 @@ func (s *Session) removeAwaitingRel(id uint16) bool {
 
 // clear drops every queued and inflight message. Assumes s.mu is held.
 func (s *Session) clear() {
-	for s.head < len(s.queue) {
+	for int(s.head) < len(s.queue) {
 		s.pop().m.Release()
 	}
 	for i := range s.inflight {

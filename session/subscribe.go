@@ -37,7 +37,7 @@ func (c *Client) handleSubscribe(p *codec.Packet, out *Output) error {
 			codes = append(codes, failCode(v5, codec.TopicFilterInvalid))
 			continue
 		}
-		if a := c.pol.Auth; a != nil && !a.Allow(&c.info, filter, AccessSubscribe) {
+		if a := c.pol.Auth; a != nil && !a.Allow(&c.rd.info, filter, AccessSubscribe) {
 			codes = append(codes, failCode(v5, codec.NotAuthorized))
 			continue
 		}
@@ -93,7 +93,7 @@ func (b *Broker) sendRetained(c *Client, filter string, qos byte, ids []uint32, 
 		if m.expired(now) {
 			return true
 		}
-		if a := c.pol.Auth; a != nil && !a.Allow(&c.info, topic, AccessRead) {
+		if a := c.pol.Auth; a != nil && !a.Allow(&c.rd.info, topic, AccessRead) {
 			return true
 		}
 		q := m.QoS

@@ -25,7 +25,7 @@ type timer struct {
 	at   int64 // unix nanoseconds
 	kind timerKind
 	s    *Session
-	gen  uint64 // s.timerGen when scheduled; a newer generation cancels it
+	gen  uint32 // s.timerGen when scheduled; a newer generation cancels it
 	will *will
 }
 

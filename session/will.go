@@ -34,7 +34,7 @@ func (b *Broker) publishWill(c *Client, w *will) {
 
 // fireDelayedWill publishes a delayed will unless the session was resumed
 // (or taken over) since it was scheduled [MQTT-3.1.3-9].
-func (b *Broker) fireDelayedWill(s *Session, gen uint64, w *will) {
+func (b *Broker) fireDelayedWill(s *Session, gen uint32, w *will) {
 	pb := b.newBatch()
 	s.mu.Lock()
 	cancelled := s.timerGen != gen && !s.ended
