@@ -323,3 +323,18 @@ func (s *Session) storeQueuedLocked(pb *store.Batch, e *entry, id uint16, pubrel
 	pb.PutQueued(&store.Queued{ClientID: s.id, Seq: e.seq, Msg: toStore(e.m), QoS: e.qos, Retain: e.retain,
 		SubIDs: e.ids, PacketID: id, PubrelSent: pubrel})
 }
+
+// unstoreLocked deletes e's stored copy, if it has one. A copy written once
+// (QoS 1, or QoS 2 before it was sent: sent QoS 2 copies are rewritten with
+// their packet id and PUBREL state) goes with a single delete, which the
+// store drops together with the put. Assumes s.mu is held.
+func (s *Session) unstoreLocked(pb *store.Batch, e *entry, rewritten bool) {
+	if pb == nil || e.seq == 0 {
+		return
+	}
+	if rewritten {
+		pb.DeleteQueued(s.id, e.seq)
+		return
+	}
+	pb.DeleteQueuedOnce(s.id, e.seq)
+}

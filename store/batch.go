@@ -12,9 +12,10 @@ type Batch struct {
 type opKind uint8
 
 const (
-	opSet         opKind = iota // key = value
-	opDelete                    // delete key
-	opDeleteRange               // delete [key, value)
+	opSet          opKind = iota // key = value
+	opDelete                     // delete key
+	opDeleteRange                // delete [key, value)
+	opSingleDelete               // delete key, written exactly once since it last did not exist
 )
 
 // op is one change; its key and value are buf[k:v] and buf[v:e].
@@ -101,6 +102,17 @@ func (b *Batch) DeleteQueued(clientID string, seq uint64) {
 	k := b.mark()
 	b.buf = appendQueuedKey(b.buf, clientID, seq)
 	b.del(k)
+}
+
+// DeleteQueuedOnce removes the queued message seq of clientID, which was
+// stored once and never replaced (a QoS 1 message, or a QoS 2 message that
+// was never sent). The database drops such a delete together with its put
+// when they meet, instead of keeping a tombstone through its compactions:
+// a subscriber that keeps up then costs the log and little else.
+func (b *Batch) DeleteQueuedOnce(clientID string, seq uint64) {
+	k := b.mark()
+	b.buf = appendQueuedKey(b.buf, clientID, seq)
+	b.ops = append(b.ops, op{opSingleDelete, k, len(b.buf), len(b.buf)})
 }
 
 // PutAwaitingRel records that the QoS 2 PUBLISH id of clientID was received

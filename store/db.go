@@ -160,6 +160,8 @@ func (db *DB) Submit(b *Batch) uint64 {
 			_ = db.pending.Set(b.buf[o.k:o.v], b.buf[o.v:o.e], nil)
 		case opDelete:
 			_ = db.pending.Delete(b.buf[o.k:o.v], nil)
+		case opSingleDelete:
+			_ = db.pending.SingleDelete(b.buf[o.k:o.v], nil)
 		case opDeleteRange:
 			_ = db.pending.DeleteRange(b.buf[o.k:o.v], b.buf[o.v:o.e], nil)
 		}
