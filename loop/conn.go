@@ -13,21 +13,35 @@ import (
 // conn is the per-connection context. Loop-only, except the Transport
 // methods Wake and Close.
 type conn struct {
-	gc      gnet.Conn
-	ls      *loopState
-	ln      *listener
-	client  *session.Client
-	stats   *session.Stats
-	dec     codec.Decoder
-	lastIn  int64 // unix milliseconds of the last packet received
-	closed  bool
-	stalled bool      // in the loop's stalled list, retried by the tick
-	held    bool      // not read until woken: a subscriber it publishes to is behind
-	ws      *wsStream // protocol websockets (websocket.go); nil: MQTT on TCP
+	gc     gnet.Conn
+	ls     *loopState
+	ln     *listener
+	client *session.Client
+	ws     *wsStream // protocol websockets (websocket.go); nil: MQTT on TCP
+	lastIn int64     // unix milliseconds of the last packet received
 
-	wheelAt              int64
 	wheelPrev, wheelNext *conn
+	prev, next           *conn // the loop's list of connections (loopState.conns)
+
+	// Small fields last, so that the struct packs without padding: one conn
+	// is held per connection, idle or not.
+	wheelAt uint32 // unix second of its wheel slot (0: not in the wheel); lasts until 2106
+	version byte   // protocol level for the decoder (codec.Decoder.Version)
+	closed  bool
+	stalled bool // in the loop's stalled list, retried by the tick
+	held    bool // not read until woken: a subscriber it publishes to is behind
 }
+
+// decoder returns the loop's decoder set up for this connection. Copy its
+// Version back after Decode (a CONNECT sets it). Loop-only.
+func (c *conn) decoder() *codec.Decoder {
+	d := &c.ls.dec
+	d.Version = c.version
+	return d
+}
+
+// stats are the broker's counters.
+func (c *conn) stats() *session.Stats { return &c.ls.srv.broker.Stats }
 
 // Wake implements session.Transport. Any goroutine.
 func (c *conn) Wake() { c.ls.wake(c) }
@@ -47,16 +61,14 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := s.loopOf(gc.EventLoop())
-	c := &conn{gc: gc, ls: ls, lastIn: time.Now().UnixMilli(),
-		stats: &s.broker.Stats}
-	c.dec.MaxPacketSize = s.cfg.MaxPacketSize
+	c := &conn{gc: gc, ls: ls, lastIn: time.Now().UnixMilli()}
 	c.ln = s.listenerOf(gc)
 	if c.ln.WebSocket {
 		c.ws = &wsStream{}
 	}
 	c.client = s.broker.NewClient(c, c.ln.Policy)
 	gc.SetContext(c)
-	ls.conns[c] = struct{}{}
+	ls.conns.push(c)
 	if max := c.ln.MaxConnections; c.ln.conns.Add(1) > int64(max) && max > 0 {
 		// mosquitto closes the socket of a connection over the limit.
 		s.log.Printf("Connection from %s refused: max_connections (%d) reached.", c.RemoteAddr(), max)
@@ -78,7 +90,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	s.conns.Add(-1)
 	c.ln.conns.Add(-1)
 	c.ls.wheel.remove(c)
-	delete(c.ls.conns, c)
+	c.ls.conns.remove(c)
 	c.client.Closed(err)
 	return gnet.None
 }
@@ -142,7 +154,7 @@ func (c *conn) readFrames(out *session.Output) error {
 	read := 0
 	defer func() {
 		if read > 0 {
-			c.stats.BytesReceived.Add(int64(read))
+			c.stats().BytesReceived.Add(int64(read))
 		}
 	}()
 	for {
@@ -151,7 +163,7 @@ func (c *conn) readFrames(out *session.Output) error {
 			break
 		}
 		head, _ := gc.Peek(min(5, buffered))
-		total, err := codec.FrameSize(head, c.dec.MaxPacketSize)
+		total, err := codec.FrameSize(head, c.ls.dec.MaxPacketSize)
 		if err == codec.ErrIncomplete {
 			break
 		}
@@ -162,7 +174,9 @@ func (c *conn) readFrames(out *session.Output) error {
 			break
 		}
 		frame, _ := gc.Peek(total)
-		_, err = c.dec.Decode(frame, pkt)
+		dec := c.decoder()
+		_, err = dec.Decode(frame, pkt)
+		c.version = dec.Version
 		if err != nil {
 			if !c.client.Connected() && len(frame) > 0 && frame[0]>>4 == byte(codec.CONNECT) {
 				c.client.SetDecoderVersion(connectLevel(frame))
@@ -214,7 +228,7 @@ func (c *conn) schedule() {
 		return
 	}
 	at := ceilSecond(c.keepaliveDeadline())
-	if c.wheelAt == 0 || c.wheelAt > at {
+	if c.wheelAt == 0 || int64(c.wheelAt) > at {
 		c.ls.wheel.add(c, at)
 	}
 }
@@ -307,7 +321,7 @@ func (c *conn) flush(out *session.Output) {
 		c.writeWebSocket(out)
 		return
 	}
-	c.stats.BytesSent.Add(int64(out.Len()))
+	c.stats().BytesSent.Add(int64(out.Len()))
 	_, _ = c.gc.Writev(out.Vectors())
 	out.Done()
 }

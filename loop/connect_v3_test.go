@@ -283,7 +283,7 @@ func (tb *testBroker) loopOf(t testing.TB, addr string) gnet.EventLoop {
 			ls := ls
 			err := ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				ok := false
-				for c := range ls.conns {
+				for c := range ls.conns.all() {
 					ok = ok || c.RemoteAddr() == addr
 				}
 				found <- ok

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"iter"
 	"log"
 	"net"
 	"os"
@@ -105,9 +106,47 @@ type loopState struct {
 	ready   readyList
 	out     session.Output
 	pkt     codec.Packet
+	dec     codec.Decoder // scratch: each conn keeps only its Version (conn.decoder)
 	wheel   wheel
-	conns   map[*conn]struct{}
+	conns   connList
 	stalled []*conn
+}
+
+// connList is a loop's connections, linked through the conns themselves:
+// cheaper per connection than a set. Loop-only.
+type connList struct{ head *conn }
+
+func (l *connList) push(c *conn) {
+	c.prev, c.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = c
+	}
+	l.head = c
+}
+
+func (l *connList) remove(c *conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if l.head == c {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+}
+
+// all yields every connection of the list; yield may remove the one it is given.
+func (l *connList) all() iter.Seq[*conn] {
+	return func(yield func(*conn) bool) {
+		for c := l.head; c != nil; {
+			next := c.next
+			if !yield(c) {
+				return
+			}
+			c = next
+		}
+	}
 }
 
 // New makes a server for broker.
@@ -244,7 +283,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, ls := range s.loops {
 		ls := ls
 		_ = ls.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
-			for c := range ls.conns {
+			for c := range ls.conns.all() {
 				c.client.Kick(codec.ServerShuttingDown)
 			}
 			return nil
@@ -304,7 +343,8 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 	defer s.mu.Unlock()
 	ls := s.loops[el]
 	if ls == nil {
-		ls = &loopState{srv: s, el: el, conns: make(map[*conn]struct{})}
+		ls = &loopState{srv: s, el: el}
+		ls.dec.MaxPacketSize = s.cfg.MaxPacketSize
 		ls.ready.run = ls.serveReady
 		ls.wheel.now = time.Now().Unix()
 		s.loops[el] = ls

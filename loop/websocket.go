@@ -334,7 +334,9 @@ func handlePackets(client *session.Client, dec *codec.Decoder, pkt *codec.Packet
 
 // packets implements packetSink for a gnet connection. Loop-only.
 func (c *conn) packets(b []byte, out *session.Output) (int, error) {
-	n, handled, err := handlePackets(c.client, &c.dec, &c.ls.pkt, b, out)
+	dec := c.decoder()
+	n, handled, err := handlePackets(c.client, dec, &c.ls.pkt, b, out)
+	c.version = dec.Version
 	if handled > 0 {
 		c.ws.got = true
 	}
@@ -349,10 +351,10 @@ func (c *conn) readWebSocket(out *session.Output) error {
 	if buffered > 0 {
 		b, _ := c.gc.Peek(buffered)
 		var n int
-		n, err = c.ws.read(b, c, out, c.dec.MaxPacketSize)
+		n, err = c.ws.read(b, c, out, c.ls.dec.MaxPacketSize)
 		if n > 0 { // gnet's Discard(0) discards everything buffered
 			_, _ = c.gc.Discard(n)
-			c.stats.BytesReceived.Add(int64(n))
+			c.stats().BytesReceived.Add(int64(n))
 		}
 	}
 	if len(c.ws.ctl) > 0 {
@@ -372,7 +374,7 @@ func (c *conn) readWebSocket(out *session.Output) error {
 // writeWebSocket is flush for a WebSocket connection: the turn's output goes
 // out as one binary frame with one writev. Loop-only.
 func (c *conn) writeWebSocket(out *session.Output) {
-	c.stats.BytesSent.Add(int64(out.Len()))
+	c.stats().BytesSent.Add(int64(out.Len()))
 	_, _ = c.gc.Writev(c.ws.out.frame(out))
 	c.ws.out.release()
 	out.Done()

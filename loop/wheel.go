@@ -23,7 +23,7 @@ func (w *wheel) add(c *conn, at int64) {
 	if at <= w.now {
 		at = w.now + 1
 	}
-	c.wheelAt = at
+	c.wheelAt = uint32(at)
 	l := &w.slots[at&(wheelSlots-1)]
 	c.wheelPrev, c.wheelNext = nil, l.head
 	if l.head != nil {
@@ -65,7 +65,7 @@ func (w *wheel) advance(now int64, due func(c *conn)) {
 		l := &w.slots[sec&(wheelSlots-1)]
 		for c := l.head; c != nil; {
 			next := c.wheelNext
-			if c.wheelAt <= now {
+			if int64(c.wheelAt) <= now {
 				w.remove(c)
 				due(c)
 			}
