@@ -147,7 +147,8 @@ func runBroker(args []string, stderr io.Writer) int {
 		logger.Printf("Prometheus metrics on http://%s/metrics", ln.Addr())
 	}
 
-	srv := loop.New(broker, loop.Config{Listen: st.listeners, MaxPacketSize: st.maxPacket, Logger: logger})
+	srv := loop.New(broker, loop.Config{Listen: st.listeners, MaxPacketSize: st.maxPacket,
+		ReusePort: st.reusePort, Logger: logger})
 	logger.Printf("midge version %s starting", version)
 	if err := srv.Start(); err != nil {
 		logger.Printf("Error: %v", err)

@@ -26,6 +26,7 @@ type setup struct {
 	logFile     *os.File
 	sysInterval time.Duration
 	maxPacket   int
+	reusePort   bool // listener_reuseport
 }
 
 // newSetup builds the broker's settings from cfg. ports are -p flags: used
@@ -35,7 +36,7 @@ func newSetup(cfg *config.Config, verbose bool, ports []int, stderr io.Writer) (
 	if err := cfg.Unsupported(); err != nil {
 		return nil, err
 	}
-	st := &setup{sysInterval: cfg.SysInterval, maxPacket: cfg.MaxPacketSize}
+	st := &setup{sysInterval: cfg.SysInterval, maxPacket: cfg.MaxPacketSize, reusePort: cfg.ListenerReusePort}
 	if err := st.openLog(cfg, verbose, stderr); err != nil {
 		return nil, err
 	}

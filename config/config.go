@@ -75,6 +75,13 @@ type Config struct {
 	// written, with a sync every autosave_interval.
 	PersistenceSync string
 
+	// ListenerReusePort is midge's own listener_reuseport (default true):
+	// each event loop accepts on its own SO_REUSEPORT socket (a faster
+	// connect rate). The broker first binds each address without
+	// SO_REUSEPORT and refuses to start if that fails, so a second broker
+	// on the same port still fails with "address in use".
+	ListenerReusePort bool
+
 	// MetricsListener is midge's own: an address for Prometheus /metrics.
 	MetricsListener string
 
@@ -179,6 +186,7 @@ func newConfig() *Config {
 		PersistenceFile:     "mosquitto.db",
 		AutosaveInterval:    1800 * time.Second,
 		PersistenceSync:     "always",
+		ListenerReusePort:   true,
 	}
 }
 

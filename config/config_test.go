@@ -25,13 +25,15 @@ func TestDefault(t *testing.T) {
 		retain, ts, conn, zeroLen   bool
 		logs                        LogType
 		prefix, dbfile, sync        string
+		reusePort                   bool
 	}{20, 1000, 65535, 10 * time.Second, 30 * time.Minute, true, true, true, true,
-		LogError | LogWarning | LogNotice | LogInformation, "auto-", "mosquitto.db", "always"}
+		LogError | LogWarning | LogNotice | LogInformation, "auto-", "mosquitto.db", "always", true}
 	got := want
 	got.inflight, got.queued, got.keepalive = c.MaxInflightMessages, c.MaxQueuedMessages, c.MaxKeepalive
 	got.sys, got.autosave, got.retain, got.ts = c.SysInterval, c.AutosaveInterval, c.RetainAvailable, c.LogTimestamp
 	got.conn, got.zeroLen, got.logs = c.ConnectionMessages, c.Security.AllowZeroLengthClientID, c.LogTypes
 	got.prefix, got.dbfile, got.sync = c.Security.AutoIDPrefix, c.PersistenceFile, c.PersistenceSync
+	got.reusePort = c.ListenerReusePort
 	if got != want {
 		t.Fatalf("defaults: got %+v\nwant %+v", got, want)
 	}
@@ -91,6 +93,7 @@ persistence_file m.db
 autosave_interval 60
 persistence_sync interval
 metrics_listener 127.0.0.1:9100
+listener_reuseport false
 `, func(t *testing.T, c *Config) {
 			if len(c.Listeners) != 2 {
 				t.Fatalf("listeners %+v", c.Listeners)
@@ -112,7 +115,8 @@ metrics_listener 127.0.0.1:9100
 				c.RetainAvailable || c.PersistentClientExpiration != 14*24*time.Hour || c.SysInterval != 0 ||
 				c.LogTimestamp || c.LogTimestampFormat != "%Y-%m-%dT%H:%M:%S" || c.ConnectionMessages ||
 				c.Persistence || c.PersistenceLocation != "/var/lib/midge/" || c.PersistenceFile != "m.db" ||
-				c.AutosaveInterval != time.Minute || c.PersistenceSync != "interval" || c.MetricsListener != "127.0.0.1:9100" {
+				c.AutosaveInterval != time.Minute || c.PersistenceSync != "interval" || c.MetricsListener != "127.0.0.1:9100" ||
+				c.ListenerReusePort {
 				t.Fatalf("globals %+v", c)
 			}
 			if err := c.Unsupported(); err != nil {
@@ -236,6 +240,7 @@ var invalidCases = []struct {
 	{"require_certificate without CA", "listener 8883\ncertfile /c\nkeyfile /k\nrequire_certificate true\n", "midge.conf:1: listener: require_certificate needs cafile or capath", false},
 	{"same listener twice", "listener 1883\nlistener 1883\n", "midge.conf:2: listener: listener :1883 is also configured at midge.conf:1", false},
 	{"default listener clashes", "max_connections 5\nlistener 1883\n", "midge.conf:1: listener: listener :1883 (the default listener, from keys before the first `listener` line) is also configured at midge.conf:2", false},
+	{"listener reuseport", "listener_reuseport yes\n", `midge.conf:1: listener_reuseport: expected true or false, got "yes"`, false},
 	{"metrics listener", "metrics_listener localhost\n", `midge.conf:1: metrics_listener: expected HOST:PORT, got "localhost"`, false},
 	{"mount point wildcard", "listener 1\nmount_point a/+/\n", `midge.conf:2: mount_point: must not contain '+' or '#', got "a/+/"`, false},
 	{"unknown key", "foo_bar 1\n", `midge.conf:1: unknown configuration key "foo_bar"`, true},

@@ -102,6 +102,8 @@ func init() {
 			return err
 		},
 
+		"listener_reuseport": globalBool(func(c *Config, b bool) { c.ListenerReusePort = b }),
+
 		"metrics_listener": func(p *parser, l *line) error {
 			v, err := l.one()
 			if err != nil {

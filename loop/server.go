@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,13 @@ type Config struct {
 	MaxConnections int
 	// ConnectTimeout closes sockets that send no CONNECT in time (0: 10s).
 	ConnectTimeout time.Duration
-	Logger         *log.Logger
+	// ReusePort gives each event loop its own SO_REUSEPORT listening
+	// socket, so that the kernel spreads accepts over the loops (a faster
+	// connect rate than one accepting goroutine). Each address is first
+	// bound without SO_REUSEPORT (see probeFree), so that a port in use
+	// still fails to start rather than being shared with another process.
+	ReusePort bool
+	Logger    *log.Logger
 }
 
 // Listener is one listening socket and what it decides about its clients.
@@ -198,6 +205,14 @@ func (s *Server) Start() error {
 			netAddrs[i] = addr
 			continue
 		}
+		if s.cfg.ReusePort {
+			addr, err := probeFree(l.Addr)
+			if err != nil {
+				return fmt.Errorf("loop: listener %s: %w", l.Addr, err)
+			}
+			l.Addr = addr // port 0: every loop's socket must bind the port picked here
+			all[i].Addr = addr
+		}
 		ta, err := net.ResolveTCPAddr("tcp", l.Addr)
 		if err != nil {
 			return fmt.Errorf("loop: listener %s: %w", l.Addr, err)
@@ -230,6 +245,7 @@ func (s *Server) Start() error {
 			gnet.WithTicker(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
+			gnet.WithReusePort(s.cfg.ReusePort),
 			gnet.WithLogger(quietLogger{s.log}),
 		)
 	}()
@@ -251,6 +267,31 @@ func (s *Server) Start() error {
 		s.addrs = append(s.addrs, addr)
 	}
 	return nil
+}
+
+// probeFree binds addr without SO_REUSEPORT and lets it go again. With
+// SO_REUSEPORT alone, a second broker started on a port in use would bind it
+// too and silently share the connections; a plain bind fails on a port that
+// anyone listens on, SO_REUSEPORT or not, so a second midge fails here (the
+// first holds the port). For port 0 it returns the address with the port the
+// kernel picked, for every loop to bind. A process that binds the port
+// between the probe and the loops' binds is not detected; the kernel lets
+// only sockets of the same user share a port with SO_REUSEPORT.
+func probeFree(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		ln.Close()
+		return "", err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // Addrs are the listeners' bound addresses (the real port when 0 was asked).
