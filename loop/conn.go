@@ -105,14 +105,10 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	out := &c.ls.out
 	var err error
-	if c.held && gc.InboundBuffered() < holdLimit {
-		// Held back: new bytes wait in the inbound buffer until a wake-up
-		// (the subscriber drained, or the tick) lets this publisher go on.
-		out.SetNow(time.Now())
-		err = c.serve(out)
-	} else {
-		err = c.turn(out)
+	if c.held && gc.InboundBuffered() >= holdLimit {
+		c.held = false // a QoS 0 firehose: read on, and drop the overflow
 	}
+	err = c.turn(out)
 	if err != nil {
 		s.logClose(c, err)
 		return gnet.Close
@@ -123,8 +119,16 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 // turn is one loop turn of a connection: handle what came in, then send
 // what is queued for it. A non-nil error means: close it. Loop-only.
 func (c *conn) turn(out *session.Output) error {
+	now := time.Now()
+	out.SetNow(now)
+	if c.held && c.client.StillHeld(now) {
+		// Held back: new bytes wait in the inbound buffer until the queue
+		// it waits on drains. Woken meanwhile (acks became durable, or the
+		// tick's retry), it only sends what is due.
+		c.stall()
+		return c.serve(out)
+	}
 	c.held = false
-	out.SetNow(time.Now())
 	err := c.readFrames(out)
 	if err == nil {
 		return c.serve(out)

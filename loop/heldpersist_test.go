@@ -1,0 +1,105 @@
+package loop
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"testing"
+	"time"
+
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/session"
+	"github.com/midge-mqtt/midge/store"
+)
+
+// startPersistentBroker is startBroker with a store attached before any
+// client is served.
+func startPersistentBroker(t *testing.T, opts *session.Options) *testBroker {
+	t.Helper()
+	logs := &syncBuffer{}
+	o := *opts
+	o.Logger = log.New(logs, "", log.Lmicroseconds)
+	b := session.NewBroker(o)
+	db, err := store.Open(t.TempDir(), store.Options{Sync: store.SyncAlways, OnDurable: b.Durable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AttachStore(db); err != nil {
+		t.Fatal(err)
+	}
+	srv := New(b, Config{Listeners: []string{"127.0.0.1:0"}, Loops: 2, Logger: o.Logger})
+	if err := srv.Start(); err != nil {
+		t.Fatalf("start broker: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := db.Close(); err != nil {
+			t.Errorf("store close: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("broker log:\n%s", logs.String())
+		}
+	})
+	return &testBroker{Broker: b, Server: srv, Addr: srv.Addrs()[0].String(), logs: logs}
+}
+
+// TestHeldPublisherPersistent: a QoS 1 publisher held back by a persistent
+// subscriber's filling queue stays held while its acknowledgements become
+// durable. (Each commit wakes the publisher to send its acks; that wake used
+// to read it on, one message per commit, and the queue grew without bound.)
+// Once the subscriber reads, every message arrives, in order [MQTT-4.6.0-6].
+func TestHeldPublisherPersistent(t *testing.T) {
+	const (
+		window  = 16
+		publish = 400 * time.Millisecond // well under the 1 s after which a subscriber counts as stuck
+	)
+	opts := session.DefaultOptions()
+	opts.MaxQueuedMessages = 100 // the publisher is held from 50 queued
+	tb := startPersistentBroker(t, &opts)
+
+	sub, _ := tb.v3Connect(t, codec.Version311, "held-sub", false)
+	sub.subscribe(1, "held/t", 1)
+	pub, _ := tb.v3Connect(t, codec.Version311, "held-pub", true)
+
+	// The subscriber reads nothing while the publisher keeps a full window.
+	sent, acked := 0, 0
+	for end := time.Now().Add(publish); time.Now().Before(end); {
+		for sent-acked < window {
+			sent++
+			pub.send(&codec.Packet{Type: codec.PUBLISH, Topic: []byte("held/t"),
+				Payload: []byte(fmt.Sprintf("%06d", sent)), QoS: 1, PacketID: uint16(sent)})
+		}
+		p, err := pub.next(20 * time.Millisecond)
+		if err != nil {
+			continue // held: no ack
+		}
+		if p.Type != codec.PUBACK {
+			t.Fatalf("publisher got %v", p.Type)
+		}
+		acked++
+	}
+	// What the broker read: 20 in flight to the subscriber (max_inflight_messages),
+	// 50 queued, and what was buffered when the hold began.
+	t.Logf("%d sent, %d acknowledged while the subscriber read nothing", sent, acked)
+	if bound := 20 + 50 + window; acked > bound {
+		t.Fatalf("%d acknowledged while the subscriber read nothing, want at most %d: the hold leaked", acked, bound)
+	}
+
+	// The subscriber catches up: every message, in order, and every ack.
+	for i := 1; i <= sent; i++ {
+		p := sub.expect(codec.PUBLISH)
+		if got := string(p.Payload); got != fmt.Sprintf("%06d", i) {
+			t.Fatalf("subscriber got message %s, want %06d", got, i)
+		}
+		sub.ack(p)
+	}
+	for acked < sent {
+		pub.expect(codec.PUBACK)
+		acked++
+	}
+	sub.expectQuiet()
+}
