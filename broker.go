@@ -114,6 +114,7 @@ func runBroker(args []string, stderr io.Writer) int {
 			return 1
 		}
 		defer func() {
+			broker.SaveCounters() // $SYS totals go on after a restart
 			if err := db.Close(); err != nil {
 				logger.Printf("Error: closing the store: %v", err)
 			}

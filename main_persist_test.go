@@ -273,3 +273,36 @@ func TestPersistWillAcrossRestart(t *testing.T) {
 		t.Errorf("after restart the will subscriber got %q, want the delayed will", got)
 	}
 }
+
+// TestPersistSysTotals: the counters $SYS reports as totals go on from
+// their stored values after a restart.
+func TestPersistSysTotals(t *testing.T) {
+	dir := t.TempDir()
+	conf, addr := persistConfig(t, dir, "")
+	cmd, _ := startMidge(t, addr, "-c", conf)
+	const published = 25
+	pub := pahoClient(t, addr, "totals-pub", true, nil)
+	for i := 0; i < published; i++ {
+		if tok := pub.Publish("totals/x", 1, false, "m"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	pub.Disconnect(100)
+	stopMidge(t, cmd, syscall.SIGTERM)
+
+	startMidge(t, addr, "-c", conf)
+	col := &collector{}
+	sub := pahoClient(t, addr, "totals-sub", true, nil)
+	defer sub.Disconnect(100)
+	if tok := sub.Subscribe("$SYS/broker/publish/messages/received", 0, col.handle); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	got := col.quietFor(300 * time.Millisecond)
+	if len(got) == 0 {
+		t.Fatal("no $SYS/broker/publish/messages/received after the restart")
+	}
+	var n int
+	if _, err := fmt.Sscanf(got[0], "$SYS/broker/publish/messages/received %d", &n); err != nil || n < published {
+		t.Fatalf("after a restart publish/messages/received is %q, want at least %d (the total before)", got[0], published)
+	}
+}

@@ -3,6 +3,7 @@ package session
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/midge-mqtt/midge/codec"
@@ -76,6 +77,7 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 				fix.DeleteAwaitingRel(clientID, id)
 			}
 		},
+		Counter: b.restoreCounter,
 	})
 	if err != nil {
 		return rep, err
@@ -87,7 +89,82 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 		db.Submit(fix)
 	}
 	b.persist.db = db
+	go b.saveCountersEvery(counterSaveInterval, db)
 	return rep, nil
+}
+
+// counterSaveInterval is how often the counters' totals are stored; a crash
+// loses at most this much of their increments (a clean stop none).
+const counterSaveInterval = 5 * time.Second
+
+// storedCounters are the Stats that $SYS reports as totals since the first
+// start: they continue across restarts. (Clients connected, sessions and
+// retained messages are counted again from what is loaded.)
+var storedCounters = []struct {
+	name string
+	f    func(*Stats) *atomic.Int64
+}{
+	{"clients/maximum", func(s *Stats) *atomic.Int64 { return &s.ClientsMaximum }},
+	{"clients/expired", func(s *Stats) *atomic.Int64 { return &s.ClientsExpired }},
+	{"messages/received", func(s *Stats) *atomic.Int64 { return &s.MessagesReceived }},
+	{"messages/sent", func(s *Stats) *atomic.Int64 { return &s.MessagesSent }},
+	{"publish/messages/received", func(s *Stats) *atomic.Int64 { return &s.PublishReceived }},
+	{"publish/messages/sent", func(s *Stats) *atomic.Int64 { return &s.PublishSent }},
+	{"publish/messages/dropped", func(s *Stats) *atomic.Int64 { return &s.PublishDropped }},
+	{"publish/bytes/received", func(s *Stats) *atomic.Int64 { return &s.PublishBytesRecv }},
+	{"publish/bytes/sent", func(s *Stats) *atomic.Int64 { return &s.PublishBytesSent }},
+	{"bytes/received", func(s *Stats) *atomic.Int64 { return &s.BytesReceived }},
+	{"bytes/sent", func(s *Stats) *atomic.Int64 { return &s.BytesSent }},
+	{"connections/opened", func(s *Stats) *atomic.Int64 { return &s.ConnectionsOpened }},
+	{"connects", func(s *Stats) *atomic.Int64 { return &s.Connects }},
+}
+
+// restoreCounter adds a stored total to its counter (the maximum is kept
+// as the larger of the two). Unknown names, from a later version, are kept
+// in the store untouched.
+func (b *Broker) restoreCounter(name string, v uint64) {
+	for _, c := range storedCounters {
+		if c.name != name {
+			continue
+		}
+		ctr := c.f(&b.Stats)
+		if name == "clients/maximum" {
+			if int64(v) > ctr.Load() {
+				ctr.Store(int64(v))
+			}
+			return
+		}
+		ctr.Add(int64(v))
+		return
+	}
+}
+
+// SaveCounters stores the counters' totals. Call it once the listeners have
+// stopped and before the store is closed, so that a restart goes on from
+// them; it also runs every counterSaveInterval. Any goroutine.
+func (b *Broker) SaveCounters() {
+	if b.persist.db == nil {
+		return
+	}
+	pb := store.NewBatch()
+	for _, c := range storedCounters {
+		pb.PutCounter(c.name, uint64(c.f(&b.Stats).Load()))
+	}
+	b.persist.db.Submit(pb)
+}
+
+// saveCountersEvery saves the counters every d until db closes.
+func (b *Broker) saveCountersEvery(d time.Duration, db *store.DB) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			b.SaveCounters()
+		case <-db.Closing():
+			return
+		}
+	}
 }
 
 // restoreSession recreates a stored session, offline, with its

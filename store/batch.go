@@ -115,6 +115,16 @@ func (b *Batch) DeleteQueuedOnce(clientID string, seq uint64) {
 	b.ops = append(b.ops, op{opSingleDelete, k, len(b.buf), len(b.buf)})
 }
 
+// PutCounter stores the total of the broker counter name (what $SYS reports
+// as totals since the first start, for example messages received).
+func (b *Batch) PutCounter(name string, v uint64) {
+	k := b.mark()
+	b.buf = append(append(b.buf, kindCounter), name...)
+	v0 := b.mark()
+	b.buf = appendUvarint(b.buf, v)
+	b.set(k, v0)
+}
+
 // PutAwaitingRel records that the QoS 2 PUBLISH id of clientID was received
 // and PUBREC sent, so that a resent PUBLISH with that id is not delivered
 // again after a restart [MQTT-4.3.3-2].

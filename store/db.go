@@ -178,6 +178,10 @@ func (db *DB) Submit(b *Batch) uint64 {
 	return seq
 }
 
+// Closing is closed when Close begins: goroutines that submit on their own
+// schedule stop then.
+func (db *DB) Closing() <-chan struct{} { return db.closing }
+
 // Durable is the highest sequence number known durable: synced to disk with
 // SyncAlways, written to the database with SyncInterval. Any goroutine.
 func (db *DB) Durable() uint64 { return db.durable.Load() }

@@ -19,6 +19,7 @@ const recordV1 = 1
 var (
 	errShort    = errors.New("store: value truncated")
 	errTrailing = errors.New("store: trailing bytes in value")
+	errCounter  = errors.New("store: malformed counter")
 )
 
 func appendUvarint(dst []byte, v uint64) []byte { return binary.AppendUvarint(dst, v) }

@@ -13,6 +13,7 @@ import (
 //	'S' clientID                      session
 //	'Q' len16 clientID seq64          queued message (big endian: Seq order)
 //	'A' len16 clientID id16           QoS 2 packet id awaiting PUBREL
+//	'C' name                          a broker counter's total (uvarint)
 //
 // The client id is length-prefixed in per-client keys so that one client's
 // range never holds another's ("a" is not a prefix of "ab"'s keys).
@@ -22,6 +23,7 @@ const (
 	kindSession  = 'S'
 	kindQueued   = 'Q'
 	kindAwait    = 'A'
+	kindCounter  = 'C'
 )
 
 var (

@@ -14,11 +14,12 @@ type Visitor struct {
 	Session     func(s *Session)
 	Queued      func(q *Queued)
 	AwaitingRel func(clientID string, id uint16)
+	Counter     func(name string, v uint64)
 }
 
 // Load reads everything back, in key order: retained messages (by topic),
 // sessions (by client id), then each client's queued messages in Seq order,
-// then awaiting-PUBREL ids. It reads one consistent snapshot. A record that
+// then awaiting-PUBREL ids, then counters. It reads one consistent snapshot. A record that
 // cannot be decoded, or a range the database cannot read, is skipped and
 // described in the Report; the error is for a store that cannot be read at
 // all. Call it before the broker starts submitting.
@@ -69,6 +70,16 @@ func (db *DB) Load(v Visitor) (Report, error) {
 			}
 			if v.AwaitingRel != nil {
 				v.AwaitingRel(id, binary.BigEndian.Uint16(rest))
+			}
+			return nil
+		}},
+		{kindCounter, "counter", func(k, val []byte) error {
+			n, used := binary.Uvarint(val)
+			if used <= 0 || used != len(val) || len(k) < 2 {
+				return errCounter
+			}
+			if v.Counter != nil {
+				v.Counter(string(k[1:]), n)
 			}
 			return nil
 		}},

@@ -62,6 +62,7 @@ func Dump(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		awaiting = map[string][]uint16{}
 		nQueued  int
 		nAwait   int
+		counters []string
 	)
 	rep, err := db.Load(store.Visitor{
 		Retained: func(m *store.Message) { retained = append(retained, m) },
@@ -74,6 +75,7 @@ func Dump(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			awaiting[id] = append(awaiting[id], p)
 			nAwait++
 		},
+		Counter: func(name string, v uint64) { counters = append(counters, fmt.Sprintf("%s %d", name, v)) },
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
@@ -84,6 +86,12 @@ func Dump(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		w.sessions(sessions, queued, awaiting)
 		w.retained(retained)
 		w.orphans(sessions, queued, awaiting)
+		if len(counters) > 0 {
+			w.printf("Counters (totals since the store was created):\n")
+			for _, c := range counters {
+				w.printf("  %s\n", c)
+			}
+		}
 	}
 	w.printf("Sessions: %d\n", len(sessions))
 	subs := 0
