@@ -306,3 +306,50 @@ func TestPersistSysTotals(t *testing.T) {
 		t.Fatalf("after a restart publish/messages/received is %q, want at least %d (the total before)", got[0], published)
 	}
 }
+
+// TestPersistACLAfterRestart: messages queued for a restored persistent
+// session while its client is away are checked against that client's read
+// ACL (the store keeps its username), so a restart lets nothing through that
+// the ACL forbids.
+func TestPersistACLAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	acl := filepath.Join(dir, "acl")
+	writeFile(t, acl, "user alice\ntopic read t/ok\ntopic write t/#\n\nuser pub\ntopic write t/#\n")
+	conf, addr := persistConfig(t, dir, "acl_file "+acl+"\n")
+	cmd, _ := startMidge(t, addr, "-c", conf)
+
+	connect := func(id, user string, onMsg mqtt.MessageHandler) mqtt.Client {
+		o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(false).
+			SetUsername(user).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetOrderMatters(true)
+		if onMsg != nil {
+			o.SetDefaultPublishHandler(onMsg)
+		}
+		c := mqtt.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect %s: %v", id, tok.Error())
+		}
+		return c
+	}
+	alice := connect("alice-dev", "alice", nil)
+	if tok := alice.Subscribe("t/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	alice.Disconnect(100)
+	stopMidge(t, cmd, syscall.SIGTERM)
+
+	startMidge(t, addr, "-c", conf)
+	pub := connect("publisher", "pub", nil)
+	for _, topic := range []string{"t/secret", "t/ok"} {
+		if tok := pub.Publish(topic, 1, false, "m"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", topic, tok.Error())
+		}
+	}
+	pub.Disconnect(100)
+
+	col := &collector{}
+	alice = connect("alice-dev", "alice", col.handle)
+	defer alice.Disconnect(100)
+	if got := col.quietFor(500 * time.Millisecond); strings.Join(got, ",") != "t/ok m 1" {
+		t.Errorf("after the restart alice got %q, want only t/ok (t/secret is not hers to read)", got)
+	}
+}

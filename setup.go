@@ -108,6 +108,12 @@ func newSetup(cfg *config.Config, verbose bool, ports []int, stderr io.Writer) (
 			Addr: net.JoinHostPort(l.Bind, strconv.Itoa(l.Port)), MaxConnections: max, Policy: pol,
 			TLS: tc, WebSocket: l.Protocol == "websockets"})
 	}
+	if !cfg.PerListenerSettings && len(st.listeners) > 0 {
+		// One security for all listeners: the broker's own policy checks
+		// what it delivers outside any listener, such as the queues of
+		// persistent sessions restored from the store.
+		st.opts.Auth = st.listeners[0].Policy.Auth
+	}
 	return st, nil
 }
 

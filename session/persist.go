@@ -180,6 +180,9 @@ func (b *Broker) restoreSession(ss *store.Session, now int64, fix *store.Batch) 
 	}
 	s := newSession(b, ss.ClientID)
 	s.expiry, s.version, s.stored = ss.Expiry, ss.Version, true
+	// Messages queued while it is away are checked against its last
+	// identity, under the broker's policy (the listener it used is not known).
+	s.reader.Store(&reader{pol: &b.policy, info: ClientInfo{ClientID: ss.ClientID, Username: ss.Username, HasUsername: ss.HasUsername}})
 	s.subs = make(map[string]trie.Options, len(ss.Subscriptions))
 	for _, sub := range ss.Subscriptions {
 		o := trie.Options{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
@@ -384,6 +387,9 @@ func (b *Broker) storeSessionLocked(s *Session, pb *store.Batch, disconnectedAt 
 	s.stored = true
 	rec := store.Session{ClientID: s.id, Version: s.version, Expiry: s.expiry, DisconnectedAt: disconnectedAt,
 		Will: s.willRec, WillDelay: s.willDelay}
+	if r := s.reader.Load(); r != nil {
+		rec.Username, rec.HasUsername = r.info.Username, r.info.HasUsername
+	}
 	for f, o := range s.subs {
 		rec.Subscriptions = append(rec.Subscriptions, store.Subscription{Filter: f, QoS: o.QoS,
 			NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling, ID: o.ID})

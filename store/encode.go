@@ -230,8 +230,11 @@ func decodeRetained(topic, v []byte) (*Message, error) {
 	return m, r.end()
 }
 
+// sessionV2 is a session record that also holds its client's identity.
+const sessionV2 = 2
+
 func encodeSession(dst []byte, s *Session) []byte {
-	dst = append(dst, recordV1, s.Version)
+	dst = append(dst, sessionV2, s.Version)
 	dst = appendUvarint(dst, uint64(s.Expiry))
 	dst = appendUvarint(dst, uint64(s.DisconnectedAt))
 	dst = appendUvarint(dst, uint64(len(s.Subscriptions)))
@@ -248,12 +251,17 @@ func encodeSession(dst []byte, s *Session) []byte {
 	if s.Will != nil {
 		dst = appendMessage(dst, s.Will, true)
 	}
-	return appendUvarint(dst, uint64(s.WillDelay))
+	dst = appendUvarint(dst, uint64(s.WillDelay))
+	dst = appendBool(dst, s.HasUsername)
+	return appendBytes(dst, []byte(s.Username))
 }
 
 func decodeSession(clientID string, v []byte) (*Session, error) {
 	r := reader{b: v}
-	r.version()
+	version := r.byte()
+	if r.err == nil && version != recordV1 && version != sessionV2 {
+		r.fail(fmt.Errorf("store: unknown record version %d", version))
+	}
 	s := &Session{ClientID: clientID, Version: r.byte()}
 	s.Expiry = r.uint32()
 	s.DisconnectedAt = int64(r.uvarint())
@@ -274,6 +282,10 @@ func decodeSession(clientID string, v []byte) (*Session, error) {
 		r.message(s.Will, true)
 	}
 	s.WillDelay = r.uint32()
+	if version == sessionV2 { // v1 records hold no identity
+		s.HasUsername = r.bool()
+		s.Username = string(r.bytes())
+	}
 	return s, r.end()
 }
 

@@ -41,6 +41,10 @@ type Session struct {
 	Subscriptions  []Subscription
 	Will           *Message // the will to publish if the broker restarts while the client is away; nil = none
 	WillDelay      uint32   // v5 will delay interval, seconds
+	// The identity of its last client, which read ACLs check queued
+	// messages against while it is away, also after a restart.
+	Username    string
+	HasUsername bool
 }
 
 // Queued is one outgoing QoS 1/2 message of a persistent session, waiting in
