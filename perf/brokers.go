@@ -16,17 +16,25 @@ import (
 // brokerSpec says how to start one broker on a given port.
 type brokerSpec struct {
 	Name string
-	// Command has the port as "{port}" and, for mosquitto, the config file as "{conf}".
+	// Command has the port as "{port}" or the config file as "{conf}".
 	Command string
+	// Conf is the config file's text, with the port as "{port}".
+	Conf string
 }
 
 // mosquittoConf gives mosquitto the settings midge has by default: no
 // persistence, mosquitto 2.0's default limits written out, no log, and
 // TCP_NODELAY as midge sets it (mosquitto's default leaves Nagle on, which
 // alone puts its latency at 10 000 msg/s in milliseconds).
-const mosquittoConf = `listener {port} 127.0.0.1
+const mosquittoConf = midgeConf + `set_tcp_nodelay true
+`
+
+// midgeConf is what both brokers run with. Without `log_dest none` midge,
+// like mosquitto, logs a line per connect and disconnect: in the conns
+// scenario that alone was two writes per connection that mosquitto did
+// not make.
+const midgeConf = `listener {port} 127.0.0.1
 allow_anonymous true
-set_tcp_nodelay true
 persistence false
 max_inflight_messages 20
 max_queued_messages 1000
@@ -117,7 +125,7 @@ func start(spec brokerSpec, dir string) (*runningBroker, error) {
 	line := strings.ReplaceAll(spec.Command, "{port}", strconv.Itoa(port))
 	if strings.Contains(line, "{conf}") {
 		conf := filepath.Join(dir, spec.Name+".conf")
-		body := strings.ReplaceAll(mosquittoConf, "{port}", strconv.Itoa(port))
+		body := strings.ReplaceAll(spec.Conf, "{port}", strconv.Itoa(port))
 		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 			return nil, err
 		}

@@ -90,11 +90,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	midgeCmd := midge + " -p {port}"
+	midgeCmd := midge + " -c {conf}"
 	if o.midgeArgs != "" {
 		midgeCmd += " " + o.midgeArgs
 	}
-	brokers := []brokerSpec{{Name: "midge", Command: midgeCmd}}
+	brokers := []brokerSpec{{Name: "midge", Command: midgeCmd, Conf: midgeConf}}
 	env := environment(midge)
 	if !o.noMosquitto {
 		path, err := ensureMosquitto(logf)
@@ -103,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		env.Mosquitto = mosquittoVersion(path)
-		brokers = append(brokers, brokerSpec{Name: "mosquitto", Command: path + " -c {conf}"})
+		brokers = append(brokers, brokerSpec{Name: "mosquitto", Command: path + " -c {conf}", Conf: mosquittoConf})
 	}
 	brokers = append(brokers, o.others...)
 

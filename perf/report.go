@@ -64,9 +64,23 @@ func perCPU(r *bench.Result) float64    { return r.PerBrokerCPU }
 func lost(r *bench.Result) float64      { return float64(r.Lost) }
 func rssMiB(r *bench.Result) float64    { return float64(r.BrokerRSSKiB) / 1024 }
 func brokerCPU(r *bench.Result) float64 { return r.BrokerCPU }
+func genCPU(r *bench.Result) float64    { return r.GenCPU }
 func fmtCount(v float64) string         { return bench.Count(v) }
-func fmtMiB(v float64) string           { return fmt.Sprintf("%.1f MiB", v) }
-func fmtInt(v float64) string           { return fmt.Sprintf("%.0f", v) }
+func fmtMicros(v float64) string        { return fmt.Sprintf("%.1f µs", v) }
+
+// cpuPerConnect is CPU time per connection opened, from a conns run's CPU
+// share (cores) during the connect phase and its rate: the cost that
+// decides the rate once the cores are full.
+func cpuPerConnect(cpu func(*bench.Result) float64) func(*bench.Result) float64 {
+	return func(r *bench.Result) float64 {
+		if r.ConnectRate == 0 {
+			return 0
+		}
+		return cpu(r) / r.ConnectRate * 1e6
+	}
+}
+func fmtMiB(v float64) string { return fmt.Sprintf("%.1f MiB", v) }
+func fmtInt(v float64) string { return fmt.Sprintf("%.0f", v) }
 
 func latencyAt(f func(*bench.Latency) float64) func(*bench.Result) float64 {
 	return func(r *bench.Result) float64 {
@@ -116,7 +130,9 @@ func metrics(scenario string) []metric {
 			{Name: "connect rate", Higher: true, Get: func(r *bench.Result) float64 { return r.ConnectRate }, Fmt: fmtCount, Target: 2},
 			{Name: "KiB per conn", Get: func(r *bench.Result) float64 { return r.KiBPerConn },
 				Fmt: func(v float64) string { return fmt.Sprintf("%.2f", v) }},
-			common[3],
+			{Name: "broker CPU µs per connect", Get: cpuPerConnect(brokerCPU), Fmt: fmtMicros},
+			{Name: "generator CPU µs per connect", Get: cpuPerConnect(genCPU), Fmt: fmtMicros},
+			common[1], common[3],
 		}
 	}
 	return nil
