@@ -16,12 +16,13 @@ type conn struct {
 	gc     gnet.Conn
 	ls     *loopState
 	ln     *listener
-	client *session.Client
 	ws     *wsStream // protocol websockets (websocket.go); nil: MQTT on TCP
 	lastIn int64     // unix milliseconds of the last packet received
 
 	wheelPrev, wheelNext *conn
 	prev, next           *conn // the loop's list of connections (loopState.conns)
+
+	client session.Client // held here: one allocation per connection, not two
 
 	// Small fields last, so that the struct packs without padding: one conn
 	// is held per connection, idle or not.
@@ -66,7 +67,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if c.ln.WebSocket {
 		c.ws = &wsStream{}
 	}
-	c.client = s.broker.NewClient(c, c.ln.Policy)
+	s.broker.InitClient(&c.client, c, c.ln.Policy)
 	gc.SetContext(c)
 	ls.conns.push(c)
 	if max := c.ln.MaxConnections; c.ln.conns.Add(1) > int64(max) && max > 0 {

@@ -335,7 +335,7 @@ func handlePackets(client *session.Client, dec *codec.Decoder, pkt *codec.Packet
 // packets implements packetSink for a gnet connection. Loop-only.
 func (c *conn) packets(b []byte, out *session.Output) (int, error) {
 	dec := c.decoder()
-	n, handled, err := handlePackets(c.client, dec, &c.ls.pkt, b, out)
+	n, handled, err := handlePackets(&c.client, dec, &c.ls.pkt, b, out)
 	c.version = dec.Version
 	if handled > 0 {
 		c.ws.got = true

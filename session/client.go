@@ -84,11 +84,20 @@ var ErrClosed = errors.New("session: connection closed")
 // NewClient makes the state machine of a new connection, under the policy
 // of the listener it came in on (nil: the broker's options).
 func (b *Broker) NewClient(t Transport, pol *Policy) *Client {
+	c := new(Client)
+	b.InitClient(c, t, pol)
+	return c
+}
+
+// InitClient sets up a zero Client as NewClient does, for a transport that
+// holds the Client inside its own per-connection state: one allocation per
+// connection instead of two.
+func (b *Broker) InitClient(c *Client, t Transport, pol *Policy) {
 	b.Stats.ConnectionsOpened.Add(1)
 	if pol == nil {
 		pol = &b.policy
 	}
-	return &Client{b: b, t: t, pol: pol}
+	c.b, c.t, c.pol = b, t, pol
 }
 
 // SetIdentity records the peer's verified identity (the CN of its TLS
