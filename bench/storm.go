@@ -183,8 +183,12 @@ func (s *storm) loop(ctx context.Context, stop <-chan struct{}, first, n int) (f
 			if err != nil {
 				return fds, err
 			}
-			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
-				Fd: int32(fd)}
+			// Writability matters only until the CONNECT is out: asking
+			// for it after would cost a wake-up per connection.
+			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: int32(fd)}
+			if !written {
+				ev.Events |= syscall.EPOLLOUT
+			}
 			if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 				syscall.Close(fd)
 				return fds, fmt.Errorf("bench: epoll_ctl: %w", err)
