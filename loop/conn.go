@@ -15,9 +15,7 @@ import (
 type conn struct {
 	gc     gnet.Conn
 	ls     *loopState
-	ln     *listener
-	ws     *wsStream // protocol websockets (websocket.go); nil: MQTT on TCP
-	lastIn int64     // unix milliseconds of the last packet received
+	lastIn int64 // unix milliseconds of the last packet received
 
 	wheelPrev, wheelNext *conn
 	prev, next           *conn // the loop's list of connections (loopState.conns)
@@ -25,12 +23,32 @@ type conn struct {
 	client session.Client // held here: one allocation per connection, not two
 
 	// Small fields last, so that the struct packs without padding: one conn
-	// is held per connection, idle or not.
+	// is held per connection, idle or not (192 bytes, a size class). What
+	// few connections need (a WebSocket's stream) is kept by the loop, and
+	// the listener is found again from the socket when it closes.
 	wheelAt uint32 // unix second of its wheel slot (0: not in the wheel); lasts until 2106
 	version byte   // protocol level for the decoder (codec.Decoder.Version)
-	closed  bool
-	stalled bool // in the loop's stalled list, retried by the tick
-	held    bool // not read until woken: a subscriber it publishes to is behind
+	flags   connFlags
+}
+
+// connFlags are a conn's states, one bit each.
+type connFlags uint8
+
+const (
+	closed    connFlags = 1 << iota
+	stalled             // in the loop's stalled list, retried by the tick
+	held                // not read until woken: a subscriber it publishes to is behind
+	webSocket           // protocol websockets: its stream is in loopState.ws (websocket.go)
+)
+
+func (c *conn) is(f connFlags) bool { return c.flags&f != 0 }
+
+func (c *conn) set(f connFlags, on bool) {
+	if on {
+		c.flags |= f
+	} else {
+		c.flags &^= f
+	}
 }
 
 // decoder returns the loop's decoder set up for this connection. Copy its
@@ -63,14 +81,15 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	ls := s.loopOf(gc.EventLoop())
 	c := &conn{gc: gc, ls: ls, lastIn: time.Now().UnixMilli()}
-	c.ln = s.listenerOf(gc)
-	if c.ln.WebSocket {
-		c.ws = &wsStream{}
+	ln := s.listenerOf(gc)
+	if ln.WebSocket {
+		c.set(webSocket, true)
+		ls.ws[c] = &wsStream{}
 	}
-	s.broker.InitClient(&c.client, c, c.ln.Policy)
+	s.broker.InitClient(&c.client, c, ln.Policy)
 	gc.SetContext(c)
 	ls.conns.push(c)
-	if max := c.ln.MaxConnections; c.ln.conns.Add(1) > int64(max) && max > 0 {
+	if max := ln.MaxConnections; ln.conns.Add(1) > int64(max) && max > 0 {
 		// mosquitto closes the socket of a connection over the limit.
 		s.log.Printf("Connection from %s refused: max_connections (%d) reached.", c.RemoteAddr(), max)
 		return nil, gnet.Close
@@ -84,14 +103,17 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 // Loop-only.
 func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c, _ := gc.Context().(*conn)
-	if c == nil || c.closed {
+	if c == nil || c.is(closed) {
 		return gnet.None
 	}
-	c.closed = true
+	c.set(closed, true)
 	s.conns.Add(-1)
-	c.ln.conns.Add(-1)
+	s.listenerOf(gc).conns.Add(-1) // gnet keeps the local address until after OnClose
 	c.ls.wheel.remove(c)
 	c.ls.conns.remove(c)
+	if c.is(webSocket) {
+		delete(c.ls.ws, c)
+	}
 	c.client.Closed(err)
 	return gnet.None
 }
@@ -101,13 +123,13 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 // with one writev. It also runs when the connection is woken. Loop-only.
 func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	c, _ := gc.Context().(*conn)
-	if c == nil || c.closed {
+	if c == nil || c.is(closed) {
 		return gnet.Close
 	}
 	out := &c.ls.out
 	var err error
-	if c.held && gc.InboundBuffered() >= holdLimit {
-		c.held = false // a QoS 0 firehose: read on, and drop the overflow
+	if c.is(held) && gc.InboundBuffered() >= holdLimit {
+		c.set(held, false) // a QoS 0 firehose: read on, and drop the overflow
 	}
 	err = c.turn(out)
 	if err != nil {
@@ -122,14 +144,14 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 func (c *conn) turn(out *session.Output) error {
 	now := time.Now()
 	out.SetNow(now)
-	if c.held && c.client.StillHeld(now) {
+	if c.is(held) && c.client.StillHeld(now) {
 		// Held back: new bytes wait in the inbound buffer until the queue
 		// it waits on drains. Woken meanwhile (acks became durable, or the
 		// tick's retry), it only sends what is due.
 		c.stall()
 		return c.serve(out)
 	}
-	c.held = false
+	c.set(held, false)
 	err := c.readFrames(out)
 	if err == nil {
 		return c.serve(out)
@@ -150,7 +172,7 @@ func (c *conn) serve(out *session.Output) error {
 // readFrames handles every complete packet buffered. Frames are decoded in
 // place (Peek) and discarded only after the session is done with them.
 func (c *conn) readFrames(out *session.Output) error {
-	if c.ws != nil {
+	if c.is(webSocket) {
 		return c.readWebSocket(out)
 	}
 	gc := c.gc
@@ -202,7 +224,7 @@ func (c *conn) readFrames(out *session.Output) error {
 		// socket, and TCP slows the sender. A QoS 0 firehose that has
 		// buffered too much is read on, and its overflow dropped.
 		if c.client.TakeSlow() && gc.InboundBuffered() < holdLimit {
-			c.held = true
+			c.set(held, true)
 			c.stall()
 			break
 		}
@@ -215,7 +237,7 @@ func (c *conn) readFrames(out *session.Output) error {
 	}
 	if got {
 		c.lastIn = time.Now().UnixMilli()
-		if !c.stalled && c.client.Connected() {
+		if !c.is(stalled) && c.client.Connected() {
 			c.schedule()
 		}
 	}
@@ -250,7 +272,7 @@ func ceilSecond(ms int64) int64 { return (ms + 999) / 1000 }
 // connection if it has been silent too long, else schedule it again.
 // Loop-only.
 func (s *Server) expire(c *conn) {
-	if c.closed {
+	if c.is(closed) {
 		return
 	}
 	if !c.client.Connected() {
@@ -290,8 +312,8 @@ func (c *conn) drain(out *session.Output) error {
 }
 
 func (c *conn) stall() {
-	if !c.stalled {
-		c.stalled = true
+	if !c.is(stalled) {
+		c.set(stalled, true)
 		c.ls.stalled = append(c.ls.stalled, c)
 	}
 }
@@ -300,14 +322,14 @@ func (c *conn) stall() {
 func (ls *loopState) retryStalled() {
 	keep := ls.stalled[:0]
 	for _, c := range ls.stalled {
-		if c.closed {
+		if c.is(closed) {
 			continue
 		}
 		if c.gc.OutboundBuffered() > highWater {
 			keep = append(keep, c)
 			continue
 		}
-		c.stalled = false
+		c.set(stalled, false)
 		ls.wake(c)
 	}
 	for i := len(keep); i < len(ls.stalled); i++ {
@@ -322,7 +344,7 @@ func (c *conn) flush(out *session.Output) {
 	if out.Empty() {
 		return
 	}
-	if c.ws != nil {
+	if c.is(webSocket) {
 		c.writeWebSocket(out)
 		return
 	}

@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,37 @@ func TestLimitsMaxConnections(t *testing.T) {
 	waitFor(t, func() bool { return tb.Broker.Stats.ClientsConnected.Load() == 1 })
 	if ack := tb.raw(t, codec.Version311).connect(connectPacket(codec.Version311, "d", true)); ack.ReasonCode != codec.Success {
 		t.Fatalf("CONNACK 0x%02x after a slot was freed", ack.ReasonCode)
+	}
+}
+
+// TestLimitsMaxConnectionsPerListener: max_connections counts per listener,
+// and a closed connection frees its slot on the listener it came in on (the
+// listener is found again from the socket's local address at close).
+func TestLimitsMaxConnectionsPerListener(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, nil, func(c *Config) {
+		// Reuseport's probe gives each port-0 listener its own port.
+		c.Listeners, c.ReusePort = nil, true
+		c.Listen = []Listener{{Addr: "127.0.0.1:0", MaxConnections: 1}, {Addr: "127.0.0.1:0"}}
+	})
+	limited, open := tb.Addr, tb.Server.Addrs()[1].String()
+	at := func(addr, id string) *rawConn {
+		t.Helper()
+		r := (&testBroker{Addr: addr}).raw(t, codec.Version311)
+		r.send(connectPacket(codec.Version311, id, true))
+		return r
+	}
+	a := at(limited, "a")
+	a.expect(codec.CONNACK)
+	at(limited, "over").expectClosed()
+	for i := range 3 { // the other listener has no limit
+		at(open, fmt.Sprintf("o%d", i)).expect(codec.CONNACK)
+	}
+	a.send(&codec.Packet{Type: codec.DISCONNECT})
+	a.expectClosed()
+	waitFor(t, func() bool { return tb.Broker.Stats.ClientsConnected.Load() == 3 })
+	if ack := at(limited, "b").expect(codec.CONNACK); ack.ReasonCode != codec.Success {
+		t.Fatalf("CONNACK 0x%02x after the slot was freed", ack.ReasonCode)
 	}
 }
 

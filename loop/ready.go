@@ -49,7 +49,7 @@ func (ls *loopState) serveReady(context.Context) error {
 	r.mu.Unlock()
 	for i, c := range batch {
 		batch[i] = nil
-		if c.closed {
+		if c.is(closed) {
 			continue
 		}
 		if err := c.turn(&ls.out); err != nil {

@@ -116,6 +116,7 @@ type loopState struct {
 	dec     codec.Decoder // scratch: each conn keeps only its Version (conn.decoder)
 	wheel   wheel
 	conns   connList
+	ws      map[*conn]*wsStream // the streams of its WebSocket connections
 	stalled []*conn
 }
 
@@ -384,7 +385,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 	defer s.mu.Unlock()
 	ls := s.loops[el]
 	if ls == nil {
-		ls = &loopState{srv: s, el: el}
+		ls = &loopState{srv: s, el: el, ws: make(map[*conn]*wsStream)}
 		ls.dec.MaxPacketSize = s.cfg.MaxPacketSize
 		ls.ready.run = ls.serveReady
 		ls.wheel.now = time.Now().Unix()

@@ -337,8 +337,8 @@ func (c *conn) packets(b []byte, out *session.Output) (int, error) {
 	dec := c.decoder()
 	n, handled, err := handlePackets(&c.client, dec, &c.ls.pkt, b, out)
 	c.version = dec.Version
-	if handled > 0 {
-		c.ws.got = true
+	if w := c.ls.ws[c]; handled > 0 && w != nil {
+		w.got = true
 	}
 	return n, err
 }
@@ -346,25 +346,29 @@ func (c *conn) packets(b []byte, out *session.Output) (int, error) {
 // readWebSocket is readFrames for a WebSocket listener on gnet: the frames
 // are parsed and unmasked in gnet's inbound buffer. Loop-only.
 func (c *conn) readWebSocket(out *session.Output) error {
+	w := c.ls.ws[c]
+	if w == nil { // closed
+		return nil
+	}
 	buffered := c.gc.InboundBuffered()
 	var err error
 	if buffered > 0 {
 		b, _ := c.gc.Peek(buffered)
 		var n int
-		n, err = c.ws.read(b, c, out, c.ls.dec.MaxPacketSize)
+		n, err = w.read(b, c, out, c.ls.dec.MaxPacketSize)
 		if n > 0 { // gnet's Discard(0) discards everything buffered
 			_, _ = c.gc.Discard(n)
 			c.stats().BytesReceived.Add(int64(n))
 		}
 	}
-	if len(c.ws.ctl) > 0 {
-		_, _ = c.gc.Write(c.ws.ctl) // gnet copies what it cannot send now
-		c.ws.ctl = c.ws.ctl[:0]
+	if len(w.ctl) > 0 {
+		_, _ = c.gc.Write(w.ctl) // gnet copies what it cannot send now
+		w.ctl = w.ctl[:0]
 	}
-	if c.ws.got {
-		c.ws.got = false
+	if w.got {
+		w.got = false
 		c.lastIn = time.Now().UnixMilli()
-		if !c.stalled && c.client.Connected() {
+		if !c.is(stalled) && c.client.Connected() {
 			c.schedule()
 		}
 	}
@@ -374,8 +378,13 @@ func (c *conn) readWebSocket(out *session.Output) error {
 // writeWebSocket is flush for a WebSocket connection: the turn's output goes
 // out as one binary frame with one writev. Loop-only.
 func (c *conn) writeWebSocket(out *session.Output) {
+	w := c.ls.ws[c]
+	if w == nil { // closed while this turn ran (a failed write closes at once)
+		out.Done()
+		return
+	}
 	c.stats().BytesSent.Add(int64(out.Len()))
-	_, _ = c.gc.Writev(c.ws.out.frame(out))
-	c.ws.out.release()
+	_, _ = c.gc.Writev(w.out.frame(out))
+	w.out.release()
 	out.Done()
 }
