@@ -13,7 +13,13 @@ import (
 	"github.com/cockroachdb/pebble"
 )
 
-const defaultMaxPending = 64 << 20
+const (
+	defaultMaxPending  = 64 << 20
+	defaultCommitDelay = 250 * time.Microsecond
+	// busyGroup is the size of a group (in batches) from which the next
+	// one is given CommitDelay to gather.
+	busyGroup = 4
+)
 
 // DB is an open store. Submit, Durable and Stats are safe from any goroutine;
 // Load and Close are called once each, by the owner.
@@ -63,6 +69,9 @@ func (pebbleLogger) Fatalf(format string, args ...any) {
 func Open(dir string, opts Options) (db *DB, err error) {
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = defaultMaxPending
+	}
+	if opts.CommitDelay == 0 {
+		opts.CommitDelay = defaultCommitDelay
 	}
 	if opts.Sync == SyncInterval && opts.Interval <= 0 {
 		opts.Interval = time.Second
@@ -216,10 +225,15 @@ func (db *DB) commitLoop() {
 		tick = t.C
 	}
 	spare := db.pdb.NewBatch()
+	var last uint64 // the last batch committed
+	busy := false   // the last group was large: let the next one gather
 	for {
 		closing := false
 		select {
 		case <-db.wake:
+			if busy && db.opts.CommitDelay > 0 {
+				time.Sleep(db.opts.CommitDelay)
+			}
 		case <-tick:
 			db.syncLog()
 			continue
@@ -232,6 +246,10 @@ func (db *DB) commitLoop() {
 		db.room.Broadcast()
 		db.mu.Unlock()
 		db.commit(group, seq)
+		busy = seq-last >= busyGroup
+		if seq > last {
+			last = seq
+		}
 		group.Reset()
 		spare = group
 		if closing {
