@@ -18,7 +18,8 @@ type brokerSpec struct {
 	Name string
 	// Command has the port as "{port}" or the config file as "{conf}".
 	Command string
-	// Conf is the config file's text, with the port as "{port}".
+	// Conf is the config file's text, with the port as "{port}" and a
+	// fresh directory per run as "{store}".
 	Conf string
 }
 
@@ -126,6 +127,13 @@ func start(spec brokerSpec, dir string) (*runningBroker, error) {
 	if strings.Contains(line, "{conf}") {
 		conf := filepath.Join(dir, spec.Name+".conf")
 		body := strings.ReplaceAll(spec.Conf, "{port}", strconv.Itoa(port))
+		if strings.Contains(body, "{store}") { // a fresh store per run
+			store, err := os.MkdirTemp(dir, spec.Name+"-store")
+			if err != nil {
+				return nil, err
+			}
+			body = strings.ReplaceAll(body, "{store}", store)
+		}
 		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 			return nil, err
 		}

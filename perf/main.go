@@ -135,6 +135,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 		}
+		if err := persistRatio(ctx, o, midgeCmd, dir, stdout, logf); err != nil {
+			logf("%v", err)
+			return 1
+		}
 		return 0
 	}
 	rep := newReport(env, o, brokers, runs)
