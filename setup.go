@@ -27,6 +27,7 @@ type setup struct {
 	sysInterval time.Duration
 	maxPacket   int
 	reusePort   bool // listener_reuseport
+	logsNowhere bool // log_dest none (or log_type none): nothing is worth formatting
 }
 
 // newSetup builds the broker's settings from cfg. ports are -p flags: used
@@ -53,7 +54,8 @@ func newSetup(cfg *config.Config, verbose bool, ports []int, stderr io.Writer) (
 	}
 	o.RetainAvailable = cfg.RetainAvailable
 	o.PersistentExpiry = cfg.PersistentClientExpiration
-	o.ConnectionMessages = cfg.ConnectionMessages && (verbose || cfg.LogTypes&config.LogNotice != 0)
+	// A line per connect and disconnect is formatted only if it goes somewhere.
+	o.ConnectionMessages = cfg.ConnectionMessages && (verbose || cfg.LogTypes&config.LogNotice != 0) && !st.logsNowhere
 	global := cfg.Security
 	o.AllowZeroLengthID = global.AllowZeroLengthClientID
 	o.AutoIDPrefix = global.AutoIDPrefix
@@ -183,6 +185,7 @@ func (st *setup) openLog(cfg *config.Config, verbose bool, stderr io.Writer) err
 	if cfg.LogTypes == config.LogNone && !verbose {
 		w = io.Discard
 	}
+	st.logsNowhere = w == io.Discard
 	if cfg.LogTimestamp {
 		w = timestampWriter{w}
 	}
