@@ -26,7 +26,23 @@ type persistence struct {
 
 	mu      sync.Mutex
 	waiters []*Client // clients with acks waiting for durability
+
+	// seq numbers queued records, broker-wide. A number is never used
+	// twice, also across restarts (the store deletes a record written once
+	// with a single delete, which is undefined for a key written twice):
+	// it starts above every stored record, the stored high-water mark and
+	// the clock in nanoseconds.
+	seq atomic.Uint64
+
+	countersMu sync.Mutex
+	final      bool // SaveCounters ran at the stop: the periodic saver stays quiet
 }
+
+// seqMarkCounter is the stored counter that holds seq's high-water mark.
+const seqMarkCounter = "store/queue-seq"
+
+// nextSeq numbers a record of a queued message. Any goroutine.
+func (p *persistence) nextSeq() uint64 { return p.seq.Add(1) }
 
 // AttachStore loads the state db holds (retained messages, persistent
 // sessions, their queues) into the broker and persists changes from now on.
@@ -34,6 +50,7 @@ type persistence struct {
 // report; they are skipped, never fatal.
 func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 	now := time.Now().UnixNano()
+	maxSeq := uint64(now)   // queued records are numbered above it (persistence.seq)
 	fix := store.NewBatch() // removes what is found expired or orphaned
 	rep, err := db.Load(store.Visitor{
 		Retained: func(sm *store.Message) {
@@ -59,9 +76,7 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 			if len(q.SubIDs) > 0 {
 				e.ids = append([]uint32(nil), q.SubIDs...)
 			}
-			if q.Seq >= s.nextSeq {
-				s.nextSeq = q.Seq + 1
-			}
+			maxSeq = max(maxSeq, q.Seq)
 			if q.PacketID != 0 {
 				s.inflight = append(s.inflight, inflight{id: q.PacketID, e: e, pubrel: q.PubrelSent})
 				return
@@ -77,7 +92,13 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 				fix.DeleteAwaitingRel(clientID, id)
 			}
 		},
-		Counter: b.restoreCounter,
+		Counter: func(name string, v uint64) {
+			if name == seqMarkCounter {
+				maxSeq = max(maxSeq, v)
+				return
+			}
+			b.restoreCounter(name, v)
+		},
 	})
 	if err != nil {
 		return rep, err
@@ -88,6 +109,7 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 	if fix.Len() > 0 {
 		db.Submit(fix)
 	}
+	b.persist.seq.Store(maxSeq)
 	b.persist.db = db
 	go b.saveCountersEvery(counterSaveInterval, db)
 	return rep, nil
@@ -139,18 +161,30 @@ func (b *Broker) restoreCounter(name string, v uint64) {
 	}
 }
 
-// SaveCounters stores the counters' totals. Call it once the listeners have
-// stopped and before the store is closed, so that a restart goes on from
-// them; it also runs every counterSaveInterval. Any goroutine.
-func (b *Broker) SaveCounters() {
-	if b.persist.db == nil {
+// SaveCounters stores the counters' totals for the last time. Call it once
+// the listeners have stopped and before the store is closed, so that a
+// restart goes on from them. Any goroutine.
+func (b *Broker) SaveCounters() { b.saveCounters(true) }
+
+// saveCounters stores the counters' totals and the queue's sequence
+// high-water mark; it runs every counterSaveInterval until the final save.
+func (b *Broker) saveCounters(final bool) {
+	p := &b.persist
+	if p.db == nil {
 		return
 	}
+	p.countersMu.Lock()
+	defer p.countersMu.Unlock()
+	if p.final {
+		return
+	}
+	p.final = final
 	pb := store.NewBatch()
 	for _, c := range storedCounters {
 		pb.PutCounter(c.name, uint64(c.f(&b.Stats).Load()))
 	}
-	b.persist.db.Submit(pb)
+	pb.PutCounter(seqMarkCounter, p.seq.Load())
+	p.db.Submit(pb)
 }
 
 // saveCountersEvery saves the counters every d until db closes.
@@ -160,7 +194,7 @@ func (b *Broker) saveCountersEvery(d time.Duration, db *store.DB) {
 	for {
 		select {
 		case <-t.C:
-			b.SaveCounters()
+			b.saveCounters(false)
 		case <-db.Closing():
 			return
 		}

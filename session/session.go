@@ -33,7 +33,6 @@ type Session struct {
 	subs        map[string]trie.Options // subscriptions, kept for the store when the broker persists
 	waiters     *waitList               // publishers held back until this queue drains (nil: never any)
 	willRec     *store.Message          // the will the store keeps for this session (own copy), or nil
-	nextSeq     uint64                  // store key of the next queued message (0: unused)
 	queuedBytes int
 	lastDrain   int64 // unix ns when its connection last took messages (stuck detection)
 	offSince    int64 // unix ns of the last disconnect, for the store (0: connected)
@@ -143,11 +142,7 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 	m.retain()
 	e := entry{m: m, qos: qos, retain: retain, ids: ids}
 	if pb != nil && qos > 0 && s.expiry > 0 { // a persistent session's QoS 1/2 survives a restart
-		if s.nextSeq == 0 {
-			s.nextSeq = 1
-		}
-		e.seq = s.nextSeq
-		s.nextSeq++
+		e.seq = s.b.persist.nextSeq()
 		s.storeQueuedLocked(pb, &e, 0, false)
 	}
 	s.queue = append(s.queue, e)
@@ -183,11 +178,11 @@ func (s *Session) movingLocked(now int64) bool {
 }
 
 // takeWaitersLocked returns the publishers held back by this queue once it
-// has drained below a quarter of the slow-down mark, or all of them when
+// has drained (drainedLocked), or all of them when
 // force is set (the session ends or goes offline). Wake them after
 // unlocking. Assumes s.mu is held.
 func (s *Session) takeWaitersLocked(force bool) []*Client {
-	if s.waiters == nil || len(s.waiters.cs) == 0 || (!force && len(s.queue)-int(s.head) > s.b.softQueue/4) {
+	if s.waiters == nil || len(s.waiters.cs) == 0 || (!force && !s.drainedLocked()) {
 		return nil
 	}
 	w := s.waiters.cs

@@ -82,9 +82,12 @@ func Open(dir string, opts Options) (db *DB, err error) {
 		}
 	}
 	po := &pebble.Options{
-		ReadOnly:         opts.ReadOnly,
-		ErrorIfNotExists: opts.ReadOnly,
-		Logger:           pebbleLogger{},
+		// SingleDelete (DeleteQueuedOnce) needs SETWITHDEL, which older
+		// formats lack; an existing store is ratcheted up on open.
+		FormatMajorVersion: pebble.FormatNewest,
+		ReadOnly:           opts.ReadOnly,
+		ErrorIfNotExists:   opts.ReadOnly,
+		Logger:             pebbleLogger{},
 		EventListener: &pebble.EventListener{BackgroundError: func(err error) {
 			log.Printf("store: %s: %v", dir, err)
 		}},
@@ -225,13 +228,16 @@ func (db *DB) commitLoop() {
 		tick = t.C
 	}
 	spare := db.pdb.NewBatch()
-	var last uint64 // the last batch committed
-	busy := false   // the last group was large: let the next one gather
+	var last uint64         // the last batch committed
+	var committed time.Time // when
+	busy := false           // the last group was large: let the next one gather
 	for {
 		closing := false
 		select {
 		case <-db.wake:
-			if busy && db.opts.CommitDelay > 0 {
+			// A stream of groups (the wake came right after a large
+			// commit) waits; a wake after a pause does not.
+			if busy && db.opts.CommitDelay > 0 && time.Since(committed) < db.opts.CommitDelay {
 				time.Sleep(db.opts.CommitDelay)
 			}
 		case <-tick:
@@ -246,6 +252,7 @@ func (db *DB) commitLoop() {
 		db.room.Broadcast()
 		db.mu.Unlock()
 		db.commit(group, seq)
+		committed = time.Now()
 		busy = seq-last >= busyGroup
 		if seq > last {
 			last = seq

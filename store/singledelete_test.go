@@ -57,3 +57,43 @@ func TestDeleteQueuedOnce(t *testing.T) {
 		t.Errorf("single deletes flushed %d bytes, plain deletes %d: pairs were not dropped", flushed[true], flushed[false])
 	}
 }
+
+// TestSingleDeleteReusedKey: should a queued record's key ever be written
+// again after its single delete (the broker numbers records so that it is
+// not), the store's format keeps the single delete from resurrecting the
+// first value: the older formats lack SETWITHDEL and do resurrect it.
+func TestSingleDeleteReusedKey(t *testing.T) {
+	dir := t.TempDir()
+	db := open(t, dir, Options{})
+	defer db.Close()
+	b := NewBatch()
+	put := func(payload string) {
+		b.PutQueued(&Queued{ClientID: "sub", Seq: 1, QoS: 1, Msg: Message{Topic: []byte("t"), Payload: []byte(payload)}})
+		commit(t, db, b)
+	}
+	del := func() {
+		b.DeleteQueuedOnce("sub", 1)
+		commit(t, db, b)
+	}
+	compact := func() {
+		if err := db.pdb.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.pdb.Compact([]byte{kindQueued}, []byte{kindQueued + 1}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("first run")
+	compact() // the first value at the bottom
+	del()
+	put("after a restart")
+	if err := db.pdb.Flush(); err != nil { // the delete and the new put meet in a flush
+		t.Fatal(err)
+	}
+	del()
+	compact()
+	if got, _ := load(t, db); len(got.Queued) != 0 {
+		t.Fatalf("after put, delete, put, delete: %d queued records left (%q): a single delete resurrected a value",
+			len(got.Queued), got.Queued[0].Msg.Payload)
+	}
+}

@@ -83,10 +83,11 @@ type Options struct {
 	// happens only when the disk cannot keep up. 0 means 64 MiB.
 	MaxPending int
 	// CommitDelay is how long the committer lets a group gather when the
-	// last one held several batches (many publishers at once): fewer,
-	// larger commits mean fewer syncs and fewer wake-ups of the clients
-	// whose acks wait, for at most this much more ack latency under load.
-	// A lone publisher never waits. 0 means 250µs; negative, none.
+	// last one, just committed, held several batches (many publishers at
+	// once): fewer, larger commits mean fewer syncs and fewer wake-ups of
+	// the clients whose acks wait, for at most this much more ack latency
+	// under load. After a pause, or a small group, nothing waits.
+	// 0 means 250µs; negative, none.
 	CommitDelay time.Duration
 	// ReadOnly opens an existing store without writing to it and without
 	// taking its lock, so that `midge dump` can read a live broker's store.
