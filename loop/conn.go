@@ -284,6 +284,12 @@ func (s *Server) expire(c *conn) {
 		return
 	}
 	deadline := c.keepaliveDeadline()
+	if now := time.Now().UnixMilli(); now >= deadline && c.is(held) && c.gc.InboundBuffered() > 0 {
+		// Held back, it is not silent: what it sent (a PINGREQ, say) waits
+		// unread until the queue it publishes to drains.
+		c.lastIn = now
+		deadline = c.keepaliveDeadline()
+	}
 	if time.Now().UnixMilli() >= deadline {
 		s.log.Printf("Client %s has exceeded timeout, disconnecting.", c.client.ID())
 		c.client.Kick(codec.KeepAliveTimeout)

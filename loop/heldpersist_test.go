@@ -51,55 +51,125 @@ func startPersistentBroker(t *testing.T, opts *session.Options) *testBroker {
 // subscriber's filling queue stays held while its acknowledgements become
 // durable. (Each commit wakes the publisher to send its acks; that wake used
 // to read it on, one message per commit, and the queue grew without bound.)
+// The hold counts messages, and bytes when max_queued_bytes is set.
 // Once the subscriber reads, every message arrives, in order [MQTT-4.6.0-6].
 func TestHeldPublisherPersistent(t *testing.T) {
 	const (
 		window  = 16
 		publish = 400 * time.Millisecond // well under the 1 s after which a subscriber counts as stuck
 	)
+	for _, tc := range []struct {
+		name     string
+		messages int // max_queued_messages
+		bytes    int // max_queued_bytes
+		payload  int
+		held     int // messages queued when the publisher is held
+	}{
+		{"messages", 100, 0, 6, 50},
+		{"bytes", 0, 50_000, 1000, 25}, // 25,000 bytes: half of max_queued_bytes
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := session.DefaultOptions()
+			opts.MaxQueuedMessages, opts.MaxQueuedBytes = tc.messages, tc.bytes
+			tb := startPersistentBroker(t, &opts)
+
+			sub, _ := tb.v3Connect(t, codec.Version311, "held-sub", false)
+			sub.subscribe(1, "held/t", 1)
+			pub, _ := tb.v3Connect(t, codec.Version311, "held-pub", true)
+			payload := func(i int) []byte {
+				p := []byte(fmt.Sprintf("%06d", i))
+				return append(p, make([]byte, tc.payload-len(p))...)
+			}
+
+			// The subscriber reads nothing while the publisher keeps a full window.
+			sent, acked := 0, 0
+			for end := time.Now().Add(publish); time.Now().Before(end); {
+				for sent-acked < window {
+					sent++
+					pub.send(&codec.Packet{Type: codec.PUBLISH, Topic: []byte("held/t"),
+						Payload: payload(sent), QoS: 1, PacketID: uint16(sent)})
+				}
+				p, err := pub.next(20 * time.Millisecond)
+				if err != nil {
+					continue // held: no ack
+				}
+				if p.Type != codec.PUBACK {
+					t.Fatalf("publisher got %v", p.Type)
+				}
+				acked++
+			}
+			// What the broker read: 20 in flight to the subscriber
+			// (max_inflight_messages), the queue up to the hold, and what
+			// was buffered when the hold began.
+			t.Logf("%d sent, %d acknowledged while the subscriber read nothing", sent, acked)
+			if bound := 20 + tc.held + window; acked > bound {
+				t.Fatalf("%d acknowledged while the subscriber read nothing, want at most %d: the hold leaked", acked, bound)
+			}
+
+			// The subscriber catches up: every message, in order, and every ack.
+			for i := 1; i <= sent; i++ {
+				p := sub.expect(codec.PUBLISH)
+				if got := string(p.Payload[:6]); got != fmt.Sprintf("%06d", i) {
+					t.Fatalf("subscriber got message %s, want %06d", got, i)
+				}
+				sub.ack(p)
+			}
+			for acked < sent {
+				pub.expect(codec.PUBACK)
+				acked++
+			}
+			sub.expectQuiet()
+		})
+	}
+}
+
+// TestHeldPublisherKeepalive: a publisher held back for longer than its
+// keepalive is not disconnected as silent: its PINGREQs wait unread behind
+// the hold, but it did send them [MQTT-3.1.2-24].
+func TestHeldPublisherKeepalive(t *testing.T) {
+	const total = 200
 	opts := session.DefaultOptions()
-	opts.MaxQueuedMessages = 100 // the publisher is held from 50 queued
-	tb := startPersistentBroker(t, &opts)
-
-	sub, _ := tb.v3Connect(t, codec.Version311, "held-sub", false)
-	sub.subscribe(1, "held/t", 1)
-	pub, _ := tb.v3Connect(t, codec.Version311, "held-pub", true)
-
-	// The subscriber reads nothing while the publisher keeps a full window.
-	sent, acked := 0, 0
-	for end := time.Now().Add(publish); time.Now().Before(end); {
-		for sent-acked < window {
-			sent++
-			pub.send(&codec.Packet{Type: codec.PUBLISH, Topic: []byte("held/t"),
-				Payload: []byte(fmt.Sprintf("%06d", sent)), QoS: 1, PacketID: uint16(sent)})
-		}
-		p, err := pub.next(20 * time.Millisecond)
-		if err != nil {
-			continue // held: no ack
-		}
-		if p.Type != codec.PUBACK {
-			t.Fatalf("publisher got %v", p.Type)
-		}
-		acked++
-	}
-	// What the broker read: 20 in flight to the subscriber (max_inflight_messages),
-	// 50 queued, and what was buffered when the hold began.
-	t.Logf("%d sent, %d acknowledged while the subscriber read nothing", sent, acked)
-	if bound := 20 + 50 + window; acked > bound {
-		t.Fatalf("%d acknowledged while the subscriber read nothing, want at most %d: the hold leaked", acked, bound)
+	opts.MaxQueuedMessages = 100 // held from 50 queued
+	tb := startBroker(t, &opts)
+	sub, _ := tb.v3Connect(t, codec.Version311, "ka-sub", true)
+	sub.subscribe(1, "ka/t", 1)
+	pub := tb.v3Dial(t, codec.Version311)
+	pub.send(v3ConnectPacket(codec.Version311, "ka-pub", true, 1)) // keepalive 1 s: silent after 1.5 s
+	pub.expect(codec.CONNACK)
+	for i := 1; i <= total; i++ {
+		pub.send(&codec.Packet{Type: codec.PUBLISH, Topic: []byte("ka/t"),
+			Payload: []byte(fmt.Sprintf("%06d", i)), QoS: 1, PacketID: uint16(i)})
 	}
 
-	// The subscriber catches up: every message, in order, and every ack.
-	for i := 1; i <= sent; i++ {
+	// For 3 s the subscriber takes one message every 200 ms (it keeps
+	// moving, so the publisher stays held) and the publisher pings.
+	got := 0
+	take := func() {
 		p := sub.expect(codec.PUBLISH)
-		if got := string(p.Payload); got != fmt.Sprintf("%06d", i) {
-			t.Fatalf("subscriber got message %s, want %06d", got, i)
+		got++
+		if want := fmt.Sprintf("%06d", got); string(p.Payload) != want {
+			t.Fatalf("subscriber got %s, want %s", p.Payload, want)
 		}
 		sub.ack(p)
 	}
-	for acked < sent {
-		pub.expect(codec.PUBACK)
-		acked++
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		take()
+		if got%2 == 0 {
+			pub.write([]byte{0xC0, 0}) // PINGREQ
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	sub.expectQuiet()
+	for got < total {
+		take()
+	}
+	acks := 0
+	for acks < total {
+		p, err := pub.next(v3Wait)
+		if err != nil {
+			t.Fatalf("publisher after %d acks: %v (disconnected while held?)", acks, err)
+		}
+		if p.Type == codec.PUBACK {
+			acks++
+		}
+	}
 }

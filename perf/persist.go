@@ -20,6 +20,9 @@ var persistedConf = strings.Replace(midgeConf, "persistence false\n",
 // ratio (issue: at least half the in-memory rate with persistence_sync
 // always).
 func persistRatio(ctx context.Context, o options, midgeCmd, dir string, w io.Writer, logf func(string, ...any)) error {
+	if !strings.Contains(persistedConf, "persistence true") {
+		return fmt.Errorf("perf: the persisted config has no persistence: %q", persistedConf)
+	}
 	specs := []brokerSpec{
 		{Name: "memory", Command: midgeCmd, Conf: midgeConf},
 		{Name: "always", Command: midgeCmd, Conf: persistedConf},
