@@ -38,11 +38,25 @@ func stopMidge(t *testing.T, cmd *exec.Cmd, sig syscall.Signal) {
 	}
 }
 
+// waitToken waits for a paho operation and fails the test if it fails.
+func waitToken(t *testing.T, tok mqtt.Token, what string) {
+	t.Helper()
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s: %v", what, tok.Error())
+	}
+}
+
 func pahoClient(t *testing.T, addr, id string, clean bool, onMsg mqtt.MessageHandler) mqtt.Client {
+	t.Helper()
+	return pahoUserClient(t, addr, id, "", clean, onMsg)
+}
+
+// pahoUserClient is pahoClient with a username (none when empty).
+func pahoUserClient(t *testing.T, addr, id, user string, clean bool, onMsg mqtt.MessageHandler) mqtt.Client {
 	t.Helper()
 	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(clean).
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).
-		SetOrderMatters(true)
+		SetOrderMatters(true).SetUsername(user)
 	if onMsg != nil {
 		o.SetDefaultPublishHandler(onMsg)
 	}
@@ -92,9 +106,7 @@ func TestPersistRestart(t *testing.T) {
 	cmd, _ := startMidge(t, addr, "-c", conf)
 
 	sub := pahoClient(t, addr, "keeper", false, nil)
-	if tok := sub.Subscribe("p/#", 2, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	waitToken(t, sub.Subscribe("p/#", 2, nil), "subscribe")
 	sub.Disconnect(100)
 
 	pub := pahoClient(t, addr, "pub", true, nil)
@@ -106,9 +118,7 @@ func TestPersistRestart(t *testing.T) {
 			}
 		}
 	}
-	if tok := pub.Publish("r/keep", 1, true, "retained"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("publish retained: %v", tok.Error())
-	}
+	waitToken(t, pub.Publish("r/keep", 1, true, "retained"), "publish retained")
 	pub.Disconnect(100)
 
 	stopMidge(t, cmd, syscall.SIGTERM)
@@ -129,9 +139,7 @@ func TestPersistRestart(t *testing.T) {
 	rcol := &collector{}
 	r := pahoClient(t, addr, "late", true, nil)
 	defer r.Disconnect(100)
-	if tok := r.Subscribe("r/#", 1, rcol.handle); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	waitToken(t, r.Subscribe("r/#", 1, rcol.handle), "subscribe")
 	if got := rcol.quietFor(300 * time.Millisecond); len(got) != 1 || got[0] != "r/keep retained 1" {
 		t.Errorf("retained after restart: %q", got)
 	}
@@ -147,9 +155,7 @@ func TestPersistCrash(t *testing.T) {
 	cmd, _ := startMidge(t, addr, "-c", conf)
 
 	sub := pahoClient(t, addr, "crash-sub", false, nil)
-	if tok := sub.Subscribe("c/#", 2, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	waitToken(t, sub.Subscribe("c/#", 2, nil), "subscribe")
 	sub.Disconnect(100)
 
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
@@ -242,9 +248,7 @@ func TestPersistWillAcrossRestart(t *testing.T) {
 	cmd, _ := startMidge(t, addr, "-c", conf)
 
 	sub := pahoClient(t, addr, "will-sub", false, nil)
-	if tok := sub.Subscribe("will/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	waitToken(t, sub.Subscribe("will/#", 1, nil), "subscribe")
 	sub.Disconnect(100)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -283,9 +287,7 @@ func TestPersistSysTotals(t *testing.T) {
 	const published = 25
 	pub := pahoClient(t, addr, "totals-pub", true, nil)
 	for i := 0; i < published; i++ {
-		if tok := pub.Publish("totals/x", 1, false, "m"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish: %v", tok.Error())
-		}
+		waitToken(t, pub.Publish("totals/x", 1, false, "m"), "publish")
 	}
 	pub.Disconnect(100)
 	stopMidge(t, cmd, syscall.SIGTERM)
@@ -294,9 +296,7 @@ func TestPersistSysTotals(t *testing.T) {
 	col := &collector{}
 	sub := pahoClient(t, addr, "totals-sub", true, nil)
 	defer sub.Disconnect(100)
-	if tok := sub.Subscribe("$SYS/broker/publish/messages/received", 0, col.handle); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	waitToken(t, sub.Subscribe("$SYS/broker/publish/messages/received", 0, col.handle), "subscribe")
 	got := col.quietFor(300 * time.Millisecond)
 	if len(got) == 0 {
 		t.Fatal("no $SYS/broker/publish/messages/received after the restart")
@@ -319,30 +319,17 @@ func TestPersistACLAfterRestart(t *testing.T) {
 	cmd, _ := startMidge(t, addr, "-c", conf)
 
 	connect := func(id, user string, onMsg mqtt.MessageHandler) mqtt.Client {
-		o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(false).
-			SetUsername(user).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetOrderMatters(true)
-		if onMsg != nil {
-			o.SetDefaultPublishHandler(onMsg)
-		}
-		c := mqtt.NewClient(o)
-		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			t.Fatalf("connect %s: %v", id, tok.Error())
-		}
-		return c
+		return pahoUserClient(t, addr, id, user, false, onMsg)
 	}
 	alice := connect("alice-dev", "alice", nil)
-	if tok := alice.Subscribe("t/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	waitToken(t, alice.Subscribe("t/#", 1, nil), "subscribe")
 	alice.Disconnect(100)
 	stopMidge(t, cmd, syscall.SIGTERM)
 
 	startMidge(t, addr, "-c", conf)
 	pub := connect("publisher", "pub", nil)
 	for _, topic := range []string{"t/secret", "t/ok"} {
-		if tok := pub.Publish(topic, 1, false, "m"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish %s: %v", topic, tok.Error())
-		}
+		waitToken(t, pub.Publish(topic, 1, false, "m"), "publish "+topic)
 	}
 	pub.Disconnect(100)
 
