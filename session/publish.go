@@ -47,23 +47,25 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 	}
 
 	pb := b.batch(out)
+	var routed uint64 // what route submitted itself (see deliverAll)
 	switch p.QoS {
 	case 0:
 		if reason == codec.Success {
-			_, slow := b.route(c, topic, p, &out.match, out.clock(), pb)
+			_, slow, _ := b.route(c, topic, p, &out.match, out.clock(), pb)
 			c.slow = c.slow || slow
 			b.submit(pb)
 		}
 	case 1:
 		if reason == codec.Success {
-			n, slow := b.route(c, topic, p, &out.match, out.clock(), pb)
+			n, slow, seq := b.route(c, topic, p, &out.match, out.clock(), pb)
 			c.slow = c.slow || slow
 			if n == 0 {
 				reason = codec.NoMatchingSubscribers
 			}
+			routed = seq
 		}
 		// Acknowledged once what the message changed in the store is durable.
-		c.ack(out, codec.PUBACK, p.PacketID, reason, b.submit(pb))
+		c.ack(out, codec.PUBACK, p.PacketID, reason, max(routed, b.submit(pb)))
 	case 2:
 		s := c.s
 		s.mu.Lock()
@@ -85,13 +87,14 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 		// Exactly once: route only the first time this packet id is seen; a
 		// resent PUBLISH before PUBREL only gets its PUBREC again [MQTT-4.3.3-?].
 		if !dup && reason == codec.Success {
-			n, slow := b.route(c, topic, p, &out.match, out.clock(), pb)
+			n, slow, seq := b.route(c, topic, p, &out.match, out.clock(), pb)
 			c.slow = c.slow || slow
 			if n == 0 {
 				reason = codec.NoMatchingSubscribers
 			}
+			routed = seq
 		}
-		c.ack(out, codec.PUBREC, p.PacketID, reason, b.submit(pb))
+		c.ack(out, codec.PUBREC, p.PacketID, reason, max(routed, b.submit(pb)))
 	}
 	return nil
 }
@@ -186,7 +189,7 @@ func (c *Client) handlePubcomp(p *codec.Packet, out *Output) {
 // and every queue) goes to every matching subscriber. It returns the number
 // of subscribers the message went to, and whether one of them asks for the
 // publisher to be slowed.
-func (b *Broker) route(pub *Client, topic []byte, p *codec.Packet, r *trie.Result, now int64, pb *store.Batch) (n int, slow bool) {
+func (b *Broker) route(pub *Client, topic []byte, p *codec.Packet, r *trie.Result, now int64, pb *store.Batch) (n int, slow bool, seq uint64) {
 	var m *Message
 	if p.Retain {
 		if len(p.Payload) == 0 {
@@ -205,12 +208,12 @@ func (b *Broker) route(pub *Client, topic []byte, p *codec.Packet, r *trie.Resul
 		if m == nil {
 			m = newMessage(topic, p, now)
 		}
-		n, slow = b.deliverAll(m, r, pb, pub, now)
+		n, slow, seq = b.deliverAll(m, r, pb, pub, now)
 	}
 	if m != nil {
 		m.Release()
 	}
-	return n, slow
+	return n, slow, seq
 }
 
 // routeMessage is route for a message already copied (wills).
@@ -223,14 +226,21 @@ func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Resu
 		fromSub = from
 	}
 	b.subs.Match(m.Topic, fromSub, r)
-	n, _ := b.deliverAll(m, r, pb, nil, now)
+	n, _, _ := b.deliverAll(m, r, pb, nil, now)
 	return n
 }
 
 // deliverAll queues m for every delivery of r, with the QoS downgraded to the
 // subscription's [MQTT-3.8.4-8] and the RETAIN flag cleared unless the
 // subscription asked for retain-as-published [MQTT-3.3.1-12/13].
-func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Client, now int64) (n int, slow bool) {
+//
+// When deliveries stored records, pb is submitted before their subscribers
+// are woken (a subscriber's acknowledgement deletes the record: the put must
+// come first), and seq is that submission's number, which the publisher's
+// acknowledgement waits for.
+func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Client, now int64) (n int, slow bool, seq uint64) {
+	var later [4]*Client
+	wakes := later[:0]
 	for _, set := range [2][]trie.Delivery{r.Subs, r.Shared} {
 		for i := range set {
 			d := &set[i]
@@ -245,14 +255,23 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Cl
 			if d.QoS < qos {
 				qos = d.QoS
 			}
-			queued, full := s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs, pb, false, pub, now)
+			queued, full, w := s.deliver(m, qos, m.Retain && d.RetainAsPublished, d.IDs, pb, false, pub, now)
 			if queued {
 				n++
 			}
 			slow = slow || full
+			if w != nil {
+				wakes = append(wakes, w)
+			}
 		}
 	}
-	return n, slow
+	if len(wakes) > 0 {
+		seq = b.submit(pb)
+		for _, w := range wakes {
+			w.t.Wake()
+		}
+	}
+	return n, slow, seq
 }
 
 // clearRetained removes the retained message of topic: a retained PUBLISH

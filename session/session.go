@@ -118,12 +118,17 @@ func (s *Session) Busy() bool {
 // and further reads wait), and dropped only for an offline session, as
 // mosquitto does. force (retained messages sent on SUBSCRIBE) ignores the
 // limits: those are bounded by the retained store.
-func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool) {
+//
+// A message whose record went into pb is not announced to the subscriber
+// here: its client is returned as wakeAfterSubmit, to be woken once pb is
+// submitted, so that the record reaches the store before the subscriber
+// can acknowledge (and delete) it.
+func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool, wakeAfterSubmit *Client) {
 	opts := &s.b.opts
 	s.mu.Lock()
 	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0) {
 		s.mu.Unlock()
-		return false, false
+		return false, false, nil
 	}
 	n := len(s.queue) - int(s.head)
 	if !force && ((opts.MaxQueuedMessages > 0 && n >= opts.MaxQueuedMessages) ||
@@ -135,7 +140,7 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 			}
 			s.mu.Unlock()
 			s.b.Stats.PublishDropped.Add(1)
-			return false, moving
+			return false, moving, nil
 		}
 		slow = true
 	}
@@ -160,10 +165,13 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 		wake = s.owner
 	}
 	s.mu.Unlock()
+	if wake != nil && e.seq != 0 {
+		return true, slow, wake
+	}
 	if wake != nil {
 		wake.t.Wake()
 	}
-	return true, slow
+	return true, slow, nil
 }
 
 // stuckAfter is how long a connected subscriber may take no messages at all

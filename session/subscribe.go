@@ -100,7 +100,10 @@ func (b *Broker) sendRetained(c *Client, filter string, qos byte, ids []uint32, 
 		if qos < q {
 			q = qos
 		}
-		c.s.deliver(m, q, true, ids, pb, true, nil, now)
+		// Its own client drains after this turn, when pb has been submitted.
+		if _, _, w := c.s.deliver(m, q, true, ids, pb, true, nil, now); w != nil {
+			w.t.Wake()
+		}
 		return true
 	})
 }
