@@ -211,7 +211,10 @@ func (b *Broker) openSession(c *Client, id string, cleanStart bool, pb *store.Ba
 	} else {
 		s.reader.Store(nil)
 	}
-	s.expiry, s.version, s.lastDrain, s.offSince = c.expiry, c.version, time.Now().UnixNano(), 0
+	s.expiry, s.version, s.lastDrain = c.expiry, c.version, time.Now().UnixNano()
+	if s.p != nil {
+		s.p.offSince = 0
+	}
 	b.rememberWillLocked(s, c)
 	s.timerGen++ // cancels a pending expiry and delayed will [MQTT-3.1.3-9]
 	s.online.Store(true)
@@ -284,10 +287,12 @@ func (c *Client) Closed(reason error) {
 		} else {
 			// The store keeps the will only while it waits for its delay.
 			if w := c.will; w == nil || c.disconnected || kicked || w.delay == 0 {
-				s.willRec, s.willDelay = nil, 0
+				s.dropWillRecLocked()
 			}
-			s.offSince = time.Now().UnixNano()
-			b.storeSessionLocked(s, pb, s.offSince)
+			if pb != nil {
+				s.pers().offSince = time.Now().UnixNano()
+				b.storeSessionLocked(s, pb, s.p.offSince)
+			}
 		}
 		if s.expiry != 0 && s.expiry != neverExpires {
 			b.timers.add(timer{at: time.Now().Add(time.Duration(s.expiry) * time.Second).UnixNano(),

@@ -217,18 +217,18 @@ func (b *Broker) restoreSession(ss *store.Session, now int64, fix *store.Batch) 
 	// Messages queued while it is away are checked against its last
 	// identity, under the broker's policy (the listener it used is not known).
 	s.reader.Store(&reader{pol: &b.policy, info: ClientInfo{ClientID: ss.ClientID, Username: ss.Username, HasUsername: ss.HasUsername}})
-	s.subs = make(map[string]trie.Options, len(ss.Subscriptions))
+	s.pers().subs = make(map[string]trie.Options, len(ss.Subscriptions))
 	for _, sub := range ss.Subscriptions {
 		o := trie.Options{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
 			RetainHandling: sub.RetainHandling, ID: sub.ID}
 		if _, err := b.subs.Subscribe(s, sub.Filter, o); err != nil {
 			continue
 		}
-		s.subs[sub.Filter] = o
+		s.p.subs[sub.Filter] = o
 	}
 	b.registry.m[s.id] = s
 	b.Stats.ClientsTotal.Add(1)
-	s.offSince = disconnected
+	s.p.offSince = disconnected
 	b.restoreWill(s, ss, disconnected, now)
 	if ss.Expiry != neverExpires {
 		b.timers.add(timer{at: disconnected + int64(ss.Expiry)*1e9, kind: timerExpiry, s: s, gen: s.timerGen})
@@ -239,7 +239,7 @@ func (b *Broker) restoreSession(ss *store.Session, now int64, fix *store.Batch) 
 // persistent, so that a restart (or a crash) while the will is pending
 // still publishes it [MQTT-3.1.2-8]. Assumes s.mu is held.
 func (b *Broker) rememberWillLocked(s *Session, c *Client) {
-	s.willRec, s.willDelay = nil, 0
+	s.dropWillRecLocked()
 	if b.persist.db == nil || c.will == nil || c.expiry == 0 {
 		return
 	}
@@ -252,7 +252,7 @@ func (b *Broker) rememberWillLocked(s *Session, c *Client) {
 	for _, u := range c.will.m.Props.User {
 		m.Props.User = append(m.Props.User, codec.UserProperty{Key: append([]byte(nil), u.Key...), Value: append([]byte(nil), u.Value...)})
 	}
-	s.willRec, s.willDelay = &m, c.will.delay
+	s.pers().willRec, s.p.willDelay = &m, c.will.delay
 }
 
 // restoreWill schedules the stored will of a restored session: at its delay
@@ -271,7 +271,7 @@ func (b *Broker) restoreWill(s *Session, ss *store.Session, disconnected, now in
 	if at < now {
 		at = now
 	}
-	s.willRec, s.willDelay = ss.Will, ss.WillDelay
+	s.pers().willRec, s.p.willDelay = ss.Will, ss.WillDelay
 	w := &will{m: messageFromStore(ss.Will), delay: ss.WillDelay}
 	b.timers.add(timer{at: at, kind: timerWill, s: s, gen: s.timerGen, will: w})
 }
@@ -279,12 +279,12 @@ func (b *Broker) restoreWill(s *Session, ss *store.Session, disconnected, now in
 // forgetWillLocked drops the stored will once it was published or cancelled.
 // Assumes s.mu is held.
 func (b *Broker) forgetWillLocked(s *Session, pb *store.Batch) {
-	if s.willRec == nil {
+	if s.p == nil || s.p.willRec == nil {
 		return
 	}
-	s.willRec, s.willDelay = nil, 0
+	s.dropWillRecLocked()
 	if !s.ended && s.owner == nil {
-		b.storeSessionLocked(s, pb, s.offSince)
+		b.storeSessionLocked(s, pb, s.p.offSince)
 	}
 }
 
@@ -403,13 +403,16 @@ func (s *Session) remember(filter string, o *trie.Options) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o == nil {
-		delete(s.subs, filter)
+		if s.p != nil {
+			delete(s.p.subs, filter)
+		}
 		return
 	}
-	if s.subs == nil {
-		s.subs = make(map[string]trie.Options)
+	p := s.pers()
+	if p.subs == nil {
+		p.subs = make(map[string]trie.Options)
 	}
-	s.subs[filter] = *o
+	p.subs[filter] = *o
 }
 
 // storeSessionLocked writes s's record (subscriptions, expiry, version) if
@@ -419,12 +422,13 @@ func (b *Broker) storeSessionLocked(s *Session, pb *store.Batch, disconnectedAt 
 		return
 	}
 	s.stored = true
+	p := s.pers()
 	rec := store.Session{ClientID: s.id, Version: s.version, Expiry: s.expiry, DisconnectedAt: disconnectedAt,
-		Will: s.willRec, WillDelay: s.willDelay}
+		Will: p.willRec, WillDelay: p.willDelay}
 	if r := s.reader.Load(); r != nil {
 		rec.Username, rec.HasUsername = r.info.Username, r.info.HasUsername
 	}
-	for f, o := range s.subs {
+	for f, o := range p.subs {
 		rec.Subscriptions = append(rec.Subscriptions, store.Subscription{Filter: f, QoS: o.QoS,
 			NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling, ID: o.ID})
 	}

@@ -25,30 +25,27 @@ type Session struct {
 	// of the cost of every idle connection.
 	b           *Broker
 	id          string
-	reader      atomic.Pointer[reader]  // who reads this session's messages, for ACL checks
-	owner       *Client                 // connected client, nil when offline; guarded by mu
-	queue       []entry                 // messages not yet sent, oldest first, from head
-	inflight    []inflight              // outgoing QoS 1/2 not yet complete, in send order
-	awaitingRel []uint16                // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
-	subs        map[string]trie.Options // subscriptions, kept for the store when the broker persists
-	waiters     *waitList               // publishers held back until this queue drains (nil: never any)
-	willRec     *store.Message          // the will the store keeps for this session (own copy), or nil
+	reader      atomic.Pointer[reader] // who reads this session's messages, for ACL checks
+	owner       *Client                // connected client, nil when offline; guarded by mu
+	queue       []entry                // messages not yet sent, oldest first, from head
+	inflight    []inflight             // outgoing QoS 1/2 not yet complete, in send order
+	awaitingRel []uint16               // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
+	waiters     *waitList              // publishers held back until this queue drains (nil: never any)
+	p           *persisted             // what only the store needs; nil until the broker persists this session
 	queuedBytes int
 	lastDrain   int64 // unix ns when its connection last took messages (stuck detection)
-	offSince    int64 // unix ns of the last disconnect, for the store (0: connected)
 
-	mu        sync.Mutex
-	online    atomic.Bool  // a client is connected (read by Busy without the lock)
-	queued    atomic.Int32 // len(queue)-head, mirrored for Busy
-	head      int32        // index of the oldest queued entry
-	expiry    uint32       // session expiry interval, seconds (math.MaxUint32: never)
-	willDelay uint32
-	timerGen  uint32 // bumps to cancel pending expiry / will timers (compared for equality only)
-	nextID    uint16
-	version   byte // protocol level of the last connection
-	woken     bool // owner has been asked to drain and has not yet
-	stored    bool // the store holds a record of this session
-	ended     bool
+	mu       sync.Mutex
+	online   atomic.Bool  // a client is connected (read by Busy without the lock)
+	queued   atomic.Int32 // len(queue)-head, mirrored for Busy
+	head     int32        // index of the oldest queued entry
+	expiry   uint32       // session expiry interval, seconds (math.MaxUint32: never)
+	timerGen uint32       // bumps to cancel pending expiry / will timers (compared for equality only)
+	nextID   uint16
+	version  byte // protocol level of the last connection
+	woken    bool // owner has been asked to drain and has not yet
+	stored   bool // the store holds a record of this session
+	ended    bool
 }
 
 // waitList holds the publishers held back by one session's queue. It is
@@ -315,3 +312,29 @@ func (s *Session) clear() {
 
 // neverExpires is the v5 session expiry that means "never" [MQTT-3.1.2-?].
 const neverExpires = math.MaxUint32
+
+// persisted is what a session keeps only for the store: allocated when the
+// broker persists, so that a broker without persistence does not pay for
+// it on every connection.
+type persisted struct {
+	subs      map[string]trie.Options // subscriptions, as the store records them
+	willRec   *store.Message          // the will the store keeps for this session (own copy), or nil
+	willDelay uint32
+	offSince  int64 // unix ns of the last disconnect (0: connected)
+}
+
+// pers returns the session's store-only state, making it on first use.
+// Assumes s.mu is held (or the session is not shared yet).
+func (s *Session) pers() *persisted {
+	if s.p == nil {
+		s.p = new(persisted)
+	}
+	return s.p
+}
+
+// dropWillRecLocked forgets the will kept for the store. Assumes s.mu is held.
+func (s *Session) dropWillRecLocked() {
+	if s.p != nil {
+		s.p.willRec, s.p.willDelay = nil, 0
+	}
+}
