@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/midge-mqtt/midge/config"
+	"github.com/midge-mqtt/midge/internal/tlsnames"
 )
 
 // listenerTLS turns a listener's mosquitto TLS keys into a tls.Config (nil
@@ -28,28 +31,63 @@ func listenerTLS(l *config.Listener) (*tls.Config, error) {
 	case "tlsv1.3":
 		tc.MinVersion = tls.VersionTLS13
 	}
+	var cas []*x509.Certificate
 	if l.CAFile != "" || l.CAPath != "" {
-		pool, err := loadCAs(l.CAFile, l.CAPath)
+		pool, certs, err := loadCAs(l.CAFile, l.CAPath)
 		if err != nil {
 			return nil, fmt.Errorf("listener %d: %w", l.Port, err)
 		}
-		tc.ClientCAs = pool
+		tc.ClientCAs, cas = pool, certs
+		completeChain(&tc.Certificates[0], cas)
 	}
 	// As in mosquitto, a client certificate is asked for only with
 	// require_certificate, and then it must be signed by cafile/capath.
 	if l.RequireCertificate {
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
+	if l.CRLFile != "" {
+		revoked, err := loadCRL(l.CRLFile, cas)
+		if err != nil {
+			return nil, fmt.Errorf("listener %d: crlfile: %w", l.Port, err)
+		}
+		tc.VerifyPeerCertificate = revoked.check
+	}
 	if l.Ciphers != "" {
-		if tc.CipherSuites, err = cipherSuites(l.Ciphers); err != nil {
+		if tc.CipherSuites, err = tlsnames.CipherSuites(l.Ciphers); err != nil {
 			return nil, fmt.Errorf("listener %d: ciphers: %w", l.Port, err)
 		}
 	}
 	return tc, nil
 }
 
-// loadCAs reads the PEM certificates of cafile and of every file in capath.
-func loadCAs(file, dir string) (*x509.CertPool, error) {
+// completeChain appends to pair the intermediate CAs between its leaf and a
+// root, found among cas, when certfile holds the leaf alone. OpenSSL (so
+// mosquitto) builds the chain it sends from cafile/capath that way, and
+// clients that trust only the root need the intermediates.
+func completeChain(pair *tls.Certificate, cas []*x509.Certificate) {
+	if len(pair.Certificate) != 1 {
+		return // certfile has its chain: sent as it is
+	}
+	cur, err := x509.ParseCertificate(pair.Certificate[0])
+	for depth := 0; err == nil && depth < 8; depth++ {
+		var issuer *x509.Certificate
+		for _, ca := range cas {
+			if bytes.Equal(ca.RawSubject, cur.RawIssuer) && cur.CheckSignatureFrom(ca) == nil {
+				issuer = ca
+				break
+			}
+		}
+		if issuer == nil || bytes.Equal(issuer.RawSubject, issuer.RawIssuer) {
+			return // unknown, or the root: the client has that one
+		}
+		pair.Certificate = append(pair.Certificate, issuer.Raw)
+		cur = issuer
+	}
+}
+
+// loadCAs reads the PEM certificates of cafile and of every file in capath,
+// as a pool and as a list (for the chain sent, and a crlfile's signature).
+func loadCAs(file, dir string) (*x509.CertPool, []*x509.Certificate, error) {
 	pool := x509.NewCertPool()
 	var paths []string
 	if file != "" {
@@ -58,7 +96,7 @@ func loadCAs(file, dir string) (*x509.CertPool, error) {
 	if dir != "" {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
-			return nil, fmt.Errorf("capath: %w", err)
+			return nil, nil, fmt.Errorf("capath: %w", err)
 		}
 		for _, e := range entries {
 			if !e.IsDir() {
@@ -66,64 +104,96 @@ func loadCAs(file, dir string) (*x509.CertPool, error) {
 			}
 		}
 	}
-	found := false
+	var cas []*x509.Certificate
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("cafile: %w", err)
+			return nil, nil, fmt.Errorf("cafile: %w", err)
 		}
-		if pool.AppendCertsFromPEM(b) {
-			found = true
-		} else if p == file {
-			return nil, fmt.Errorf("cafile %s: no PEM certificate", p)
+		n := len(cas)
+		for rest := b; ; {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil {
+				break
+			}
+			if c, err := x509.ParseCertificate(block.Bytes); block.Type == "CERTIFICATE" && err == nil {
+				pool.AddCert(c)
+				cas = append(cas, c)
+			}
+		}
+		if len(cas) == n && p == file {
+			return nil, nil, fmt.Errorf("cafile %s: no PEM certificate", p)
 		}
 	}
-	if !found {
-		return nil, fmt.Errorf("capath %s: no PEM certificate", dir)
+	if len(cas) == 0 {
+		return nil, nil, fmt.Errorf("capath %s: no PEM certificate", dir)
 	}
-	return pool, nil
+	return pool, cas, nil
 }
 
-// openSSLCiphers maps OpenSSL's names of the TLS 1.2 suites Go implements
-// to Go's ids (TLS 1.3 suites are not configurable in Go).
-var openSSLCiphers = map[string]uint16{
-	"ECDHE-ECDSA-AES128-GCM-SHA256": tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	"ECDHE-RSA-AES128-GCM-SHA256":   tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	"ECDHE-ECDSA-AES256-GCM-SHA384": tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	"ECDHE-RSA-AES256-GCM-SHA384":   tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	"ECDHE-ECDSA-CHACHA20-POLY1305": tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-	"ECDHE-RSA-CHACHA20-POLY1305":   tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-	"ECDHE-ECDSA-AES128-SHA":        tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
-	"ECDHE-RSA-AES128-SHA":          tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
-	"ECDHE-ECDSA-AES256-SHA":        tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
-	"ECDHE-RSA-AES256-SHA":          tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
-	"AES128-GCM-SHA256":             tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
-	"AES256-GCM-SHA384":             tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
-	"AES128-SHA":                    tls.TLS_RSA_WITH_AES_128_CBC_SHA,
-	"AES256-SHA":                    tls.TLS_RSA_WITH_AES_256_CBC_SHA,
+// revocations are the certificates a crlfile revokes, by issuer and serial.
+type revocations map[string]bool
+
+func revocationKey(rawIssuer []byte, serial *big.Int) string {
+	return string(rawIssuer) + "/" + serial.String()
 }
 
-// cipherSuites reads a colon-separated list of suite names, OpenSSL's or
-// IANA's. OpenSSL's exclusions and keywords (!aNULL, HIGH) have no Go
-// equivalent: they are refused rather than silently ignored.
-func cipherSuites(list string) ([]uint16, error) {
-	iana := map[string]uint16{}
-	for _, s := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
-		iana[s.Name] = s.ID
+// loadCRL reads the certificate revocation lists of file (PEM, or one in
+// DER) and checks each against the listener's CAs: a list no CA signed is
+// refused rather than trusted.
+func loadCRL(file string, cas []*x509.Certificate) (revocations, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
 	}
-	var ids []uint16
-	for _, name := range strings.FieldsFunc(list, func(r rune) bool { return r == ':' || r == ',' || r == ' ' }) {
-		id, ok := openSSLCiphers[name]
-		if !ok {
-			id, ok = iana[name]
+	var ders [][]byte
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
 		}
-		if !ok {
-			return nil, fmt.Errorf("unknown or unsupported cipher %q", name)
+		if blk.Type == "X509 CRL" {
+			ders = append(ders, blk.Bytes)
 		}
-		ids = append(ids, id)
 	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("no cipher in %q", list)
+	if len(ders) == 0 {
+		ders = [][]byte{b} // DER
 	}
-	return ids, nil
+	r := revocations{}
+	for _, der := range ders {
+		crl, err := x509.ParseRevocationList(der)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if !signedByCA(crl, cas) {
+			return nil, fmt.Errorf("%s: not signed by a certificate of cafile/capath", file)
+		}
+		for _, e := range crl.RevokedCertificateEntries {
+			r[revocationKey(crl.RawIssuer, e.SerialNumber)] = true
+		}
+	}
+	return r, nil
+}
+
+// signedByCA reports whether one of cas signed crl.
+func signedByCA(crl *x509.RevocationList, cas []*x509.Certificate) bool {
+	for _, ca := range cas {
+		if bytes.Equal(ca.RawSubject, crl.RawIssuer) && crl.CheckSignatureFrom(ca) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// check is tls.Config.VerifyPeerCertificate: after Go has verified the
+// client's chain, a revoked certificate in it fails the handshake.
+func (r revocations) check(_ [][]byte, chains [][]*x509.Certificate) error {
+	for _, chain := range chains {
+		for _, c := range chain {
+			if r[revocationKey(c.RawIssuer, c.SerialNumber)] {
+				return fmt.Errorf("certificate %q (serial %s) is revoked", c.Subject.CommonName, c.SerialNumber)
+			}
+		}
+	}
+	return nil
 }

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math/rand"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -14,9 +14,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/midge-mqtt/midge/client"
-	"github.com/midge-mqtt/midge/codec"
 )
 
 // persistConfig writes a config with persistence on and returns its path
@@ -26,7 +23,7 @@ func persistConfig(t *testing.T, dir string, extra string) (string, string) {
 	port := freePort(t)
 	conf := filepath.Join(dir, "midge.conf")
 	writeFile(t, conf, fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"+
-		"persistence_location %s\nmax_queued_messages 0\n%s", port, dir, extra))
+		"persistence_location %s\nmax_queued_messages 0\nuser root\n%s", port, dir, extra))
 	return conf, fmt.Sprintf("127.0.0.1:%d", port)
 }
 
@@ -239,45 +236,6 @@ func TestPersistCrash(t *testing.T) {
 	}
 }
 
-// TestPersistWillAcrossRestart: a v5 will waiting for its delay when the
-// broker stops is published after the restart [MQTT-3.1.3-9], from the
-// store, to a persistent subscriber.
-func TestPersistWillAcrossRestart(t *testing.T) {
-	dir := t.TempDir()
-	conf, addr := persistConfig(t, dir, "")
-	cmd, _ := startMidge(t, addr, "-c", conf)
-
-	sub := pahoClient(t, addr, "will-sub", false, nil)
-	waitToken(t, sub.Subscribe("will/#", 1, nil), "subscribe")
-	sub.Disconnect(100)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var props codec.Properties
-	props.SessionExpiry = 60
-	props.Set(codec.PropSessionExpiry)
-	var willProps codec.Properties
-	willProps.WillDelay = 2
-	willProps.Set(codec.PropWillDelay)
-	dying := client.New(client.Options{Addr: addr, ClientID: "dying", Version: codec.Version5, Props: props,
-		Will: &client.Message{Topic: []byte("will/dying"), Payload: []byte("bye"), QoS: 1, Props: &willProps}})
-	if err := dying.Connect(ctx); err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	dying.Close() // no DISCONNECT: the will waits 2 s
-
-	stopMidge(t, cmd, syscall.SIGTERM)
-	startMidge(t, addr, "-c", conf)
-	time.Sleep(3 * time.Second) // past the will delay, counted from the disconnect
-
-	col := &collector{}
-	sub = pahoClient(t, addr, "will-sub", false, col.handle)
-	defer sub.Disconnect(100)
-	if got := col.quietFor(500 * time.Millisecond); len(got) != 1 || got[0] != "will/dying bye 1" {
-		t.Errorf("after restart the will subscriber got %q, want the delayed will", got)
-	}
-}
-
 // TestPersistSysTotals: the counters $SYS reports as totals go on from
 // their stored values after a restart.
 func TestPersistSysTotals(t *testing.T) {
@@ -338,5 +296,58 @@ func TestPersistACLAfterRestart(t *testing.T) {
 	defer alice.Disconnect(100)
 	if got := col.quietFor(500 * time.Millisecond); strings.Join(got, ",") != "t/ok m 1" {
 		t.Errorf("after the restart alice got %q, want only t/ok (t/secret is not hers to read)", got)
+	}
+}
+
+// TestPersistFileStandsForStore: persistence_file is a small file standing
+// for the store (in the directory beside it, ".d" added): removing it, as one
+// resets mosquitto and as mosquitto's tests clean up, discards the store;
+// a file that is not midge's (a mosquitto database) is refused.
+func TestPersistFileStandsForStore(t *testing.T) {
+	dir := t.TempDir()
+	conf, addr := persistConfig(t, dir, "persistence_file state.db\n")
+	cmd, _ := startMidge(t, addr, "-c", conf)
+	c := pahoClient(t, addr, "keeper", false, nil)
+	waitToken(t, c.Subscribe("k/#", 1, nil), "subscribe")
+	c.Disconnect(100)
+	stopMidge(t, cmd, syscall.SIGTERM)
+	file := filepath.Join(dir, "state.db")
+	if fi, err := os.Stat(file); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("%s: %v, want a regular file", file, err)
+	}
+	if fi, err := os.Stat(file + ".d"); err != nil || !fi.IsDir() {
+		t.Fatalf("%s.d: %v, want the store's directory", file, err)
+	}
+
+	// Kept across a restart while the file is there...
+	cmd, _ = startMidge(t, addr, "-c", conf)
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("keeper").SetCleanSession(false)
+	c = mqtt.NewClient(o)
+	tok := c.Connect()
+	waitToken(t, tok, "connect")
+	if !tok.(*mqtt.ConnectToken).SessionPresent() {
+		t.Fatal("session lost across a restart")
+	}
+	c.Disconnect(100)
+	stopMidge(t, cmd, syscall.SIGTERM)
+
+	// ...and gone once it is removed.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	cmd, _ = startMidge(t, addr, "-c", conf)
+	c = mqtt.NewClient(o)
+	tok = c.Connect()
+	waitToken(t, tok, "connect")
+	if tok.(*mqtt.ConnectToken).SessionPresent() {
+		t.Fatal("session present after its store's file was removed")
+	}
+	c.Disconnect(100)
+	stopMidge(t, cmd, syscall.SIGTERM)
+
+	writeFile(t, file, "not a midge store")
+	out, err := exec.Command(midgeBin, "-c", conf).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not a midge store") {
+		t.Fatalf("midge with a foreign %s: %v\n%s", file, err, out)
 	}
 }

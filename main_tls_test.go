@@ -6,12 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -54,7 +56,7 @@ func (ca *testCA) sign(t *testing.T, cn string, parent *x509.Certificate, parent
 	}
 	if isCA {
 		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
+		tmpl.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
 		tmpl.ExtKeyUsage, tmpl.IPAddresses, tmpl.DNSNames = nil, nil, nil
 	}
 	if parent == nil {
@@ -169,6 +171,62 @@ tls_version tlsv1.2
 	}
 }
 
+// TestTLSCRL: with crlfile, a client whose certificate the CA has revoked
+// fails its handshake and one it has not revoked connects, as with
+// mosquitto; a list the CA did not sign stops the broker.
+func TestTLSCRL(t *testing.T) {
+	needMosquittoClients(t)
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	srvCrt, srvKey := ca.issue(t, "server")
+	aliceCrt, aliceKey := ca.issue(t, "alice")
+	bob, _ := ca.sign(t, "bob", ca.cert, ca.key, false)
+	bobCrt, bobKey := filepath.Join(dir, "bob.crt"), filepath.Join(dir, "bob.key")
+	crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
+		ThisUpdate: time.Now().Add(-time.Hour), NextUpdate: time.Now().Add(24 * time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: bob.SerialNumber, RevocationTime: time.Now()}},
+	}, ca.cert, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlFile := filepath.Join(dir, "ca.crl")
+	writeFile(t, crlFile, string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl})))
+	caFile := filepath.Join(dir, "ca.crt")
+	port := freePort(t)
+	conf := fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\ncrlfile %s\n",
+		port, caFile, srvCrt, srvKey, crlFile)
+	writeFile(t, filepath.Join(dir, "midge.conf"), conf)
+	startMidge(t, fmt.Sprintf("127.0.0.1:%d", port), "-c", filepath.Join(dir, "midge.conf"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	pub := func(crt, key string) ([]byte, error) {
+		return exec.CommandContext(ctx, "mosquitto_pub", "-h", "127.0.0.1", "-p", fmt.Sprint(port), "--cafile", caFile,
+			"--cert", crt, "--key", key, "-t", "crl/t", "-m", "x", "-q", "1").CombinedOutput()
+	}
+	if out, err := pub(aliceCrt, aliceKey); err != nil {
+		t.Fatalf("alice (not revoked): %v\n%s", err, out)
+	}
+	if out, err := pub(bobCrt, bobKey); err == nil {
+		t.Fatalf("bob (revoked) published:\n%s", out)
+	}
+
+	// A list signed by another CA is refused at start.
+	rogue := newTestCA(t, t.TempDir(), "rogue-ca")
+	other, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
+		ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour)}, rogue.cert, rogue.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(dir, "rogue.crl")
+	writeFile(t, foreign, string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: other})))
+	writeFile(t, filepath.Join(dir, "foreign.conf"), strings.Replace(conf, crlFile, foreign, 1))
+	out, err := exec.CommandContext(ctx, midgeBin, "-c", filepath.Join(dir, "foreign.conf")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not signed by a certificate of cafile") {
+		t.Fatalf("midge with a foreign crlfile: %v\n%s", err, out)
+	}
+}
+
 // TestTLSServerOnly runs a TLS listener without client certificates beside
 // a plain one and a WebSocket one: clients check the server's certificate,
 // and a message crosses from TLS to TCP.
@@ -213,4 +271,44 @@ protocol websockets
 		"--cafile", "/etc/ssl/certs/ca-certificates.crt", "-t", "x/1", "-m", "x").CombinedOutput(); err == nil {
 		t.Fatalf("mosquitto_pub trusted an unknown CA:\n%s", out)
 	}
+}
+
+// TestTLSChainFromCAFile: a certfile holding only the server's certificate,
+// signed by an intermediate CA that cafile holds with the root, works for a
+// client that trusts only the root: the intermediate is sent in the chain,
+// as mosquitto (OpenSSL) does (issue 21, mosquitto's 08-ssl-* tests).
+func TestTLSChainFromCAFile(t *testing.T) {
+	dir := t.TempDir()
+	root := newTestCA(t, dir, "root")
+	inter := &testCA{dir: dir, n: 100}
+	inter.cert, inter.key = root.sign(t, "intermediate", root.cert, root.key, true)
+	srvCrt, srvKey := inter.issue(t, "server")
+	caFile := filepath.Join(dir, "all-ca.crt")
+	writeFile(t, caFile, readFile(t, filepath.Join(dir, "root.crt"))+readFile(t, filepath.Join(dir, "intermediate.crt")))
+	port := freePort(t)
+	conf := fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\ncertfile %s\nkeyfile %s\ncafile %s\n",
+		port, srvCrt, srvKey, caFile)
+	writeFile(t, filepath.Join(dir, "midge.conf"), conf)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	startMidge(t, addr, "-c", filepath.Join(dir, "midge.conf"))
+
+	roots := x509.NewCertPool()
+	roots.AddCert(root.cert)
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err != nil {
+		t.Fatalf("a client trusting only the root: %v", err)
+	}
+	defer c.Close()
+	if chain := c.ConnectionState().PeerCertificates; len(chain) != 2 || chain[1].Subject.CommonName != "intermediate" {
+		t.Fatalf("chain of %d certificates, want server and intermediate", len(chain))
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

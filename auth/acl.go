@@ -337,3 +337,7 @@ func matches(filter, topic string) bool {
 		filter, topic = frest, trest
 	}
 }
+
+// MatchTopic reports whether topic name matches filter (mosquitto's
+// mosquitto_topic_matches_sub), for other providers' rules.
+func MatchTopic(filter, topic string) bool { return matches(filter, topic) }

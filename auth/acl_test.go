@@ -204,3 +204,24 @@ func FuzzMatchesPattern(f *testing.F) {
 		}
 	})
 }
+
+// TestDollarWritable: mosquitto's built-in rule for publishing to $ topics
+// (its 03-publish-dollar-v5 test): $SYS is refused but for a bridge state
+// notification, $share always; other $ topics are the ACL file's business.
+func TestDollarWritable(t *testing.T) {
+	for topic, want := range map[string]bool{
+		"$SYS/broker/uptime":                false,
+		"$SYS":                              false,
+		"$SYS/broker/connection/me":         false,
+		"$SYS/broker/connection/me/state":   true,
+		"$SYS/broker/connection/me/state/x": false,
+		"$SYSX/y":                           false,
+		"$share/group/topic":                false,
+		"$other/topic":                      true,
+		"plain/topic":                       true,
+	} {
+		if got := dollarWritable(topic); got != want {
+			t.Errorf("dollarWritable(%q) = %v, want %v", topic, got, want)
+		}
+	}
+}

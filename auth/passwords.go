@@ -151,9 +151,9 @@ func parseHash(s string) (credential, error) {
 // Len is the number of users in the file.
 func (p *Passwords) Len() int { return len(p.users) }
 
-// Check reports whether password is right for username. A nil password
-// (CONNECT without the password flag) never matches a listed user, as in
-// mosquitto. The comparison is constant-time, and an unknown user costs the
+// Check reports whether password is right for username. A nil or empty
+// password (CONNECT without the password flag, or with a zero-length one)
+// never matches a listed user, as in mosquitto. The comparison is constant-time, and an unknown user costs the
 // same hashing as a known one.
 func (p *Passwords) Check(username, password []byte) bool {
 	c, ok := p.users[string(username)]
@@ -162,7 +162,7 @@ func (p *Passwords) Check(username, password []byte) bool {
 	}
 	sum := digest(c.hash, c.iterations, password, c.salt)
 	equal := subtle.ConstantTimeCompare(sum, c.sum) == 1
-	return ok && password != nil && equal
+	return ok && len(password) > 0 && equal
 }
 
 func digest(h Hash, iterations int, password, salt []byte) []byte {
@@ -200,4 +200,10 @@ func HashPasswordWith(h Hash, iterations int, password []byte) (string, error) {
 		return "$6$" + s64 + "$" + sum, nil
 	}
 	return "$7$" + strconv.Itoa(iterations) + "$" + s64 + "$" + sum, nil
+}
+
+// Has reports whether username has a password in the file.
+func (p *Passwords) Has(username string) bool {
+	_, ok := p.users[username]
+	return ok
 }

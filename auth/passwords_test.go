@@ -259,3 +259,22 @@ func waitListening(t *testing.T, port int, log *syncBuffer) {
 	}
 	t.Fatalf("mosquitto did not listen on %d within 5s; log:\n%s", port, log.String())
 }
+
+// TestCheckEmptyPassword: a zero-length password never matches, even for a
+// user whose hash is of the empty string: mosquitto reads an empty password
+// as none (its 09-pwfile-parse-invalid test, issue 21).
+func TestCheckEmptyPassword(t *testing.T) {
+	h, err := HashPassword(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParsePasswords("pw", strings.NewReader("empty:"+h+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pass := range [][]byte{nil, {}} {
+		if p.Check([]byte("empty"), pass) {
+			t.Fatalf("Check(empty, %q) = true, want false", pass)
+		}
+	}
+}

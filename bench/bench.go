@@ -12,6 +12,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -25,28 +26,47 @@ import (
 // Scenarios lists every scenario in the order `all` runs them.
 var Scenarios = []string{"fanin", "fanout", "pairs", "qos1", "qos2", "latency", "conns", "retained"}
 
+// TLSScenarios run over TLS (Config.TLS): QoS 0 fan-in and pairs, and idle
+// connections, whose connect phase times the handshakes. tls-conns-ec is
+// tls-conns under another name, for a run against an ECDSA certificate;
+// wss-conns is tls-conns over WebSocket.
+var TLSScenarios = []string{"tls-fanin", "tls-pairs", "tls-conns", "tls-conns-ec", "wss-conns"}
+
 // Config describes one run. Zero counts take the scenario's defaults.
 type Config struct {
 	Scenario    string
 	Host        string
 	Port        int
-	Publishers  int // fanin, qos1, qos2: publishers; fanout: always 1
-	Subscribers int // fanout: subscribers; fanin: always 1
-	Pairs       int // pairs, latency
-	Conns       int // conns: idle connections to hold
-	Retained    int // retained: retained topics
-	Payload     int // bytes per message (at least 20: the stamp)
-	QoS         byte
-	Version     byte // codec.Version311 or codec.Version5
-	Duration    time.Duration
-	Warmup      time.Duration
-	Rate        int  // total messages per second; 0 = unlimited (latency: 10000)
-	Inflight    int  // window per QoS 1/2 publisher
-	Persistent  bool // subscribers keep persistent sessions (exercises a broker's persistence)
-	BrokerPID   int  // 0: broker CPU and RSS are not reported
-	Loops       int  // gnet client loops (0: one per CPU); conns: dialing loops
-	Window      int  // conns: connects in flight per dialing loop
-	Progress    io.Writer
+	SubPort     int    // subscribers connect here when set (a bridged broker); else Port
+	Unix        string // a Unix domain socket path: dial it instead of Host:Port
+	Publishers  int    // fanin, qos1, qos2: publishers; fanout: always 1
+	Subscribers int    // fanout: subscribers; fanin: always 1
+	Stuck       int    // fanout: more subscribers that never read (not counted in delivered or lost)
+	Pairs       int    // pairs, latency
+	Conns       int    // conns: idle connections to hold
+	Retained    int    // retained: retained topics
+	Payload     int    // bytes per message (at least 20: the stamp)
+	// PubAddrs and SubAddrs are the brokers (HOST:PORT) publishers and
+	// subscribers connect to, round robin (flows only: fanin, fanout,
+	// pairs, qos1, qos2, latency); empty: as Host, Port, SubPort, Unix say.
+	// With the nodes of a cluster, a scenario publishes on one node and
+	// subscribes on another.
+	PubAddrs   []string
+	SubAddrs   []string
+	QoS        byte
+	Version    byte // codec.Version311 or codec.Version5
+	Duration   time.Duration
+	Warmup     time.Duration
+	Rate       int         // total messages per second; 0 = unlimited (latency: 10000)
+	Inflight   int         // window per QoS 1/2 publisher
+	Persistent bool        // subscribers keep persistent sessions (exercises a broker's persistence)
+	BrokerPID  int         // 0: broker CPU and RSS are not reported
+	Loops      int         // gnet client loops (0: one per CPU); conns: dialing loops
+	Window     int         // conns: connects in flight per dialing loop
+	TLS        *tls.Config // tls-* scenarios: the client's TLS settings
+	Username   string      // conns: every CONNECT's username and password ("": none)
+	Password   string
+	Progress   io.Writer
 }
 
 // Defaults fills the zero fields of c from the scenario's defaults.
@@ -136,10 +156,13 @@ type Result struct {
 	PerBrokerCPU float64 `json:"msgs_per_broker_cpu_s,omitempty"`
 	BrokerRSSKiB int64   `json:"broker_rss_kib,omitempty"`
 
-	Conns       int        `json:"conns,omitempty"`
-	ConnectRate float64    `json:"connect_rate,omitempty"` // connections per second
-	KiBPerConn  float64    `json:"kib_per_conn,omitempty"`
-	Steps       []ConnStep `json:"steps,omitempty"`
+	Conns        int        `json:"conns,omitempty"`
+	ConnectRate  float64    `json:"connect_rate,omitempty"` // connections per second
+	KiBPerConn   float64    `json:"kib_per_conn,omitempty"`
+	StartRSSKiB  int64      `json:"start_rss_kib,omitempty"`  // the broker's RSS before the first connection
+	StartAnonKiB int64      `json:"start_anon_kib,omitempty"` // the anonymous part of it (RssAnon: without file-backed pages)
+	IdleCPU      float64    `json:"idle_cpu,omitempty"`       // broker CPU-seconds per second while the conns are held idle
+	Steps        []ConnStep `json:"steps,omitempty"`
 
 	Error string `json:"error,omitempty"`
 }
@@ -149,6 +172,10 @@ type ConnStep struct {
 	Conns      int     `json:"conns"`
 	RSSKiB     int64   `json:"rss_kib"`
 	KiBPerConn float64 `json:"kib_per_conn"`
+	// AnonKiBPerConn is the same for the anonymous part of the RSS alone
+	// (RssAnon: heap, stacks), without the pages of the broker's binary
+	// that its first connections fault in once.
+	AnonKiBPerConn float64 `json:"anon_kib_per_conn,omitempty"`
 }
 
 // Latency summarises one-way delivery times in microseconds.
@@ -176,8 +203,25 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	case "retained":
 		return runRetained(ctx, c)
 	}
+	if strings.HasPrefix(c.Scenario, "tls-") || c.Scenario == "wss-conns" {
+		if c.TLS == nil {
+			return nil, fmt.Errorf("bench: %s needs TLS settings (-cafile, or -insecure)", c.Scenario)
+		}
+		if c.TLS.ServerName == "" {
+			c.TLS = c.TLS.Clone()
+			c.TLS.ServerName = c.Host // the name the broker's certificate is checked against
+		}
+		switch c.Scenario {
+		case "tls-fanin":
+			return runFlow(ctx, c, faninFlow(c))
+		case "tls-pairs":
+			return runFlow(ctx, c, pairsFlow(c))
+		case "tls-conns", "tls-conns-ec", "wss-conns":
+			return runTLSConns(ctx, c)
+		}
+	}
 	return nil, fmt.Errorf("bench: unknown scenario %q (want one of %s)", c.Scenario,
-		strings.Join(Scenarios, ", "))
+		strings.Join(append(Scenarios, TLSScenarios...), ", "))
 }
 
 // runID keeps client ids of concurrent or successive runs apart.

@@ -128,6 +128,10 @@ func TestProcSelf(t *testing.T) {
 	if err != nil || rss <= 0 {
 		t.Fatalf("rss = %d, %v", rss, err)
 	}
+	anon, err := ProcAnonRSS(pid)
+	if err != nil || anon <= 0 || anon > rss {
+		t.Fatalf("anonymous rss = %d (of %d), %v", anon, rss, err)
+	}
 	if _, err := ProcCPU(1 << 30); err == nil {
 		t.Fatal("no error for a missing process")
 	}

@@ -39,6 +39,7 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		return nil, err
 	}
 	st.window = c.Window
+	st.user, st.pass = c.Username, c.Password
 	settle := func() int64 {
 		if c.BrokerPID == 0 {
 			return 0
@@ -48,6 +49,10 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		return rss
 	}
 	rss0 := settle()
+	res.StartRSSKiB = rss0
+	if c.BrokerPID != 0 {
+		res.StartAnonKiB, _ = ProcAnonRSS(c.BrokerPID)
+	}
 
 	fds := make([]int, 0, c.Conns)
 	defer func() { closeAll(fds) }()
@@ -73,8 +78,11 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		prog.show(time.Duration(len(fds)), 0, int64(len(fds)))
 		if c.BrokerPID > 0 {
 			rss := settle()
-			res.Steps = append(res.Steps, ConnStep{Conns: target, RSSKiB: rss,
-				KiBPerConn: float64(rss-rss0) / float64(target)})
+			step := ConnStep{Conns: target, RSSKiB: rss, KiBPerConn: float64(rss-rss0) / float64(target)}
+			if anon, err := ProcAnonRSS(c.BrokerPID); err == nil && res.StartAnonKiB > 0 {
+				step.AnonKiBPerConn = float64(anon-res.StartAnonKiB) / float64(target)
+			}
+			res.Steps = append(res.Steps, step)
 		}
 	}
 	prog.done()
@@ -85,7 +93,10 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		res.BrokerCPU = brokerCPU.Seconds() / connecting.Seconds()
 	}
 
-	// Hold them idle, pinging within the keepalive.
+	// Hold them idle, pinging within the keepalive; the broker's CPU
+	// meanwhile is what idle connections cost it.
+	idle0, _ := procCPUOpt(c.BrokerPID)
+	held0 := time.Now()
 	hold := time.NewTimer(c.Duration)
 	defer hold.Stop()
 	ping := time.NewTicker(idleKeepAlive * time.Second / 2)
@@ -103,6 +114,8 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		}
 	}
 	if c.BrokerPID > 0 {
+		idle1, _ := procCPUOpt(c.BrokerPID)
+		res.IdleCPU = (idle1 - idle0).Seconds() / time.Since(held0).Seconds()
 		res.BrokerRSSKiB, _ = ProcRSS(c.BrokerPID)
 		res.KiBPerConn = float64(res.BrokerRSSKiB-rss0) / float64(c.Conns)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,9 @@ func faninFlow(c Config) flow {
 func fanoutFlow(c Config) flow {
 	f := flow{shape: fmt.Sprintf("1→%d qos%d %dB", c.Subscribers, c.QoS, c.Payload),
 		pubTopics: []string{"bench/fanout"}, perMessage: c.Subscribers}
+	if c.Stuck > 0 {
+		f.shape += fmt.Sprintf(" +%d stuck", c.Stuck)
+	}
 	for i := 0; i < c.Subscribers; i++ {
 		f.subFilters = append(f.subFilters, "bench/fanout")
 	}
@@ -132,7 +136,14 @@ func (r *flowRun) point() point {
 func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 	res := &Result{Scenario: c.Scenario, Shape: f.shape}
 	id := runID(c.Scenario)
-	d := newDialer(c.Host, c.Port)
+	d := newDialer(c.Host, c.Port, c.Unix)
+	d.tls = c.TLS
+	sd := d // subscribers' broker: another one beyond a bridge, if SubPort is set
+	if c.SubPort != 0 {
+		sd = newDialer(c.Host, c.SubPort, "")
+		sd.tls = c.TLS
+	}
+	pubDial, subDial := dialers(c.PubAddrs, d, c), dialers(c.SubAddrs, sd, c)
 	rx, err := newReactor(c.Loops)
 	if err != nil {
 		return nil, err
@@ -148,8 +159,10 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 	}()
 	run := &flowRun{cfg: c, flow: f, subs: make([]*subscriber, len(f.subFilters))}
 	base := time.Now()
+	var mu sync.Mutex // pubConns, while subscribers connect in parallel
 
 	err = parallel(len(f.subFilters), 16, func(i int) error {
+		d := subDial[i%len(subDial)]
 		nc, err := d.connectSession(fmt.Sprintf("%s-s%d", id, i), c.Version, 0, c.Persistent)
 		if err != nil {
 			return err
@@ -159,6 +172,14 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 			return err
 		}
 		s := newSubscriber(c.Version, base, f.latency, errs)
+		if c.TLS != nil { // gnet would see ciphertext: a goroutine reads it
+			mu.Lock()
+			pubConns = append(pubConns, nc)
+			mu.Unlock()
+			run.subs[i] = s
+			go s.readFrom(nc)
+			return nil
+		}
 		if _, err := rx.enroll(nc, s); err != nil {
 			return err
 		}
@@ -168,14 +189,31 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Stuck subscribers take their SUBACK and nothing more: a broker must
+	// not let them slow the others.
+	for i := 0; i < c.Stuck; i++ {
+		nc, err := subDial[i%len(subDial)].connectSession(fmt.Sprintf("%s-stuck%d", id, i), c.Version, 0, false)
+		if err != nil {
+			return nil, err
+		}
+		pubConns = append(pubConns, nc) // closed at the end
+		if err := subscribe(nc, c.Version, "bench/fanout", c.QoS); err != nil {
+			return nil, err
+		}
+	}
 
 	var kick []gnet.Conn
 	for i, topic := range f.pubTopics {
+		d := pubDial[i%len(pubDial)]
 		nc, err := d.connect(fmt.Sprintf("%s-p%d", id, i), c.Version, 0)
 		if err != nil {
 			return nil, err
 		}
 		frame := newPublishFrame(topic, c.Payload, c.QoS, c.Version, false)
+		if c.TLS != nil && c.QoS != 0 {
+			nc.Close()
+			return nil, fmt.Errorf("bench: %s: QoS 1/2 publishers run on the gnet reactor, which has no TLS", c.Scenario)
+		}
 		if c.QoS == 0 {
 			pubConns = append(pubConns, nc)
 			p := &streamPublisher{conn: nc, frame: frame, idx: uint32(i), base: base}
@@ -198,7 +236,6 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 	// Publish.
 	var (
 		wg       sync.WaitGroup
-		mu       sync.Mutex
 		pubError error
 	)
 	for _, p := range run.streams {
@@ -336,4 +373,21 @@ func summarize(ns []int64) *Latency {
 	}
 	return &Latency{Samples: len(ns), P50: at(0.50), P90: at(0.90), P99: at(0.99), P999: at(0.999),
 		Max: float64(ns[len(ns)-1]) / 1e3}
+}
+
+// dialers makes one dialer per HOST:PORT address, or def when addrs is
+// empty.
+func dialers(addrs []string, def *dialer, c Config) []*dialer {
+	if len(addrs) == 0 {
+		return []*dialer{def}
+	}
+	var out []*dialer
+	for _, a := range addrs {
+		h, ps, _ := net.SplitHostPort(a) // checked by the flag parser
+		p, _ := strconv.Atoi(ps)
+		d := newDialer(h, p, "")
+		d.tls = c.TLS
+		out = append(out, d)
+	}
+	return out
 }

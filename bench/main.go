@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 
 	"golang.org/x/term"
@@ -24,6 +26,9 @@ Scenarios: %s.
   latency   N pairs at a fixed total -rate (default 10000/s): p50 … p99.9, max
   conns     C idle connections: connect rate, broker RSS per connection (-pid)
   retained  R retained topics, fresh subscribers to a filter over all of them
+  tls-fanin, tls-pairs   fanin and pairs (QoS 0) over TLS (-cafile or -insecure)
+  tls-conns, tls-conns-ec  conns over TLS: handshake rate, CPU and RSS per connection
+  wss-conns              tls-conns over WebSocket (the listener has protocol websockets)
 
 Flags:
 `
@@ -40,11 +45,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		asJSON   bool
 		progress string
 		cpuprof  string
+		cafile   string
+		insecure bool
 	)
 	fs.StringVar(&c.Host, "h", "127.0.0.1", "broker `host`")
 	fs.IntVar(&c.Port, "p", 1883, "broker `port`")
+	fs.IntVar(&c.SubPort, "subp", 0, "subscribers' broker `port` (bridged brokers; default -p)")
+	fs.StringVar(&c.Unix, "unix", "", "dial the broker's Unix domain socket at `path` (not for conns)")
+	fs.Func("pub", "publishers' brokers: `HOST:PORT[,HOST:PORT...]`, round robin (default -h:-p)", addrList(&c.PubAddrs))
+	fs.Func("sub", "subscribers' brokers: `HOST:PORT[,HOST:PORT...]`, round robin (default -h:-p)", addrList(&c.SubAddrs))
 	fs.IntVar(&c.Publishers, "P", 32, "publishers (fanin, qos1, qos2)")
 	fs.IntVar(&c.Subscribers, "S", 1000, "subscribers (fanout)")
+	fs.IntVar(&c.Stuck, "stuck", 0, "fanout: more subscribers that never read")
 	fs.IntVar(&c.Pairs, "n", 0, "publisher/subscriber pairs (pairs: 100, latency: 10)")
 	fs.IntVar(&c.Conns, "c", 1000, "idle connections (conns)")
 	fs.IntVar(&c.Retained, "r", 10000, "retained topics (retained)")
@@ -59,12 +71,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.BrokerPID, "pid", 0, "broker `pid`, to report its CPU and RSS from /proc")
 	fs.IntVar(&c.Loops, "loops", 0, "generator event loops (0: one per CPU)")
 	fs.IntVar(&c.Window, "window", 0, fmt.Sprintf("conns: connects in flight per loop (default %d)", stormWindow))
+	fs.StringVar(&cafile, "cafile", "", "tls-*: PEM `file` of the CA that signed the broker's certificate")
+	fs.BoolVar(&insecure, "insecure", false, "tls-*: do not verify the broker's certificate")
+	fs.StringVar(&c.Username, "u", "", "conns: `username` of every CONNECT (with -pw)")
+	fs.StringVar(&c.Password, "pw", "", "conns: `password` of every CONNECT")
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	fs.StringVar(&cpuprof, "cpuprofile", "", "write the generator's CPU profile to `file`")
 	fs.StringVar(&progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), on, off")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, usage, strings.Join(Scenarios, ", "))
 		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "--help" || a == "-help" { // asked for: the usage goes to stdout
+			fs.SetOutput(stdout)
+			fmt.Fprintf(stdout, usage, strings.Join(Scenarios, ", "))
+			fs.PrintDefaults()
+			return 0
+		}
 	}
 	scenario := "fanin"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -95,6 +119,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		c.Version = codec.Version31
 	}
 	c.QoS = byte(qos)
+	if cafile != "" || insecure {
+		tc, err := ClientTLS(cafile, insecure)
+		if err != nil {
+			fmt.Fprintf(stderr, "midge bench: %v\n", err)
+			return 2
+		}
+		c.TLS = tc
+	}
 	switch progress {
 	case "on":
 		c.Progress = stderr
@@ -150,4 +182,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return code
+}
+
+// addrList parses a comma-separated list of HOST:PORT into *dst.
+func addrList(dst *[]string) func(string) error {
+	return func(v string) error {
+		for _, a := range strings.Split(v, ",") {
+			_, p, err := net.SplitHostPort(a)
+			if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("expected HOST:PORT, got %q", a)
+			}
+			*dst = append(*dst, a)
+		}
+		return nil
+	}
 }

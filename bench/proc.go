@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -41,13 +42,21 @@ func ProcCPU(pid int) (time.Duration, error) {
 }
 
 // ProcRSS returns the resident set size of process pid in KiB (VmRSS).
-func ProcRSS(pid int) (int64, error) {
+func ProcRSS(pid int) (int64, error) { return procStatus(pid, "VmRSS:") }
+
+// ProcAnonRSS is the anonymous part of ProcRSS, in KiB: the process's own
+// memory (heap, stacks, written data), without the pages of its binary and
+// libraries that it maps from files (RssFile), which the page cache holds
+// anyway and the kernel maps in chunks around each fault.
+func ProcAnonRSS(pid int) (int64, error) { return procStatus(pid, "RssAnon:") }
+
+func procStatus(pid int, key string) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, fmt.Errorf("bench: %w", err)
 	}
 	for _, line := range bytes.Split(b, []byte{'\n'}) {
-		if rest, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+		if rest, ok := bytes.CutPrefix(line, []byte(key)); ok {
 			f := bytes.Fields(rest)
 			if len(f) == 0 {
 				break
@@ -55,7 +64,7 @@ func ProcRSS(pid int) (int64, error) {
 			return strconv.ParseInt(string(f[0]), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("bench: /proc/%d/status: no VmRSS", pid)
+	return 0, fmt.Errorf("bench: /proc/%d/status: no %s", pid, strings.TrimSuffix(key, ":"))
 }
 
 // selfCPU returns the CPU time (user+system) this process has used.

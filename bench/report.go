@@ -61,7 +61,12 @@ func WriteTable(w io.Writer, results []*Result) error {
 			p50, p99 = Micros(r.Latency.P50), Micros(r.Latency.P99)
 		}
 		switch r.Scenario {
-		case "conns":
+		case "conns", "connpin": // connpin: perf's pinned conns
+			sent, delivered = Count(r.ConnectRate)+" conn/s", fmt.Sprintf("%.2f KiB/conn", r.KiBPerConn)
+			if r.BrokerRSSKiB > 0 {
+				delivered += fmt.Sprintf(", idle CPU %.2f%%", r.IdleCPU*100)
+			}
+		case "tls-conns", "tls-conns-ec", "wss-conns":
 			sent, delivered = Count(r.ConnectRate)+" conn/s", fmt.Sprintf("%.2f KiB/conn", r.KiBPerConn)
 		case "retained":
 			sent = fmt.Sprintf("%.1f rounds", r.SentRate)

@@ -102,7 +102,7 @@ const retainedIdle = 2 * time.Second
 // long they take to arrive.
 func runRetained(ctx context.Context, c Config) (*Result, error) {
 	res := &Result{Scenario: "retained", Shape: fmt.Sprintf("%d topics, 1 filter, %dB", c.Retained, c.Payload)}
-	d := newDialer(c.Host, c.Port)
+	d := newDialer(c.Host, c.Port, c.Unix)
 	id := runID("retained")
 	seed, err := d.connect(id+"-seed", c.Version, 0)
 	if err != nil {

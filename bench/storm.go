@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,25 +42,33 @@ const epollET = 1 << 31
 const stormWindow = 32
 
 // connectFrame is one CONNECT encoded once; each connection rewrites the
-// client id's last idDigits bytes, which end the frame.
-type connectFrame []byte
+// client id's last idDigits bytes, which end at idEnd (the frame's end
+// unless a username and password follow).
+type connectFrame struct {
+	b     []byte
+	idEnd int
+}
 
-func newConnectFrame(prefix string, version byte, keepalive uint16) connectFrame {
+func newConnectFrame(prefix string, version byte, keepalive uint16, user, pass string) connectFrame {
 	id := prefix + "0000000"[:idDigits]
 	p := codec.Packet{Type: codec.CONNECT, Connect: codec.Connect{ProtocolLevel: version,
 		CleanStart: true, KeepAlive: keepalive, ClientID: []byte(id)}}
-	return p.Encode(nil, version)
+	if user != "" {
+		p.Connect.Username, p.Connect.UsernameFlag = []byte(user), true
+		p.Connect.Password, p.Connect.PasswordFlag = []byte(pass), true
+	}
+	b := p.Encode(nil, version)
+	return connectFrame{b: b, idEnd: bytes.Index(b, []byte(id)) + len(id)}
 }
 
 // number makes the frame's client id end in n (mod 10^idDigits).
 func (f connectFrame) number(n int) {
-	for i := len(f) - 1; i >= len(f)-idDigits; i-- {
-		f[i] = byte('0' + n%10)
+	for i := f.idEnd - 1; i >= f.idEnd-idDigits; i-- {
+		f.b[i] = byte('0' + n%10)
 		n /= 10
 	}
 }
 
-// storm opens connections to one broker address.
 type storm struct {
 	family  int
 	addr    net.IP
@@ -68,6 +77,8 @@ type storm struct {
 	next    atomic.Uint32
 	version byte
 	prefix  string // client ids are prefix + idDigits digits
+	user    string // username and password of every CONNECT ("": none)
+	pass    string
 	window  int
 	timeout time.Duration // with nothing in flight progressing
 }
@@ -156,7 +167,7 @@ func (s *storm) loop(ctx context.Context, stop <-chan struct{}, first, n int) (f
 		return nil, fmt.Errorf("bench: epoll: %w", err)
 	}
 	defer syscall.Close(ep)
-	frame := newConnectFrame(s.prefix, s.version, idleKeepAlive)
+	frame := newConnectFrame(s.prefix, s.version, idleKeepAlive, s.user, s.pass)
 	dst, src := s.sockaddrs()
 	var (
 		conns    []stormConn
@@ -271,14 +282,14 @@ func (s *storm) start(dst syscall.Sockaddr, src *syscall.SockaddrInet4, frame co
 
 // send writes the CONNECT; false without an error means not connected yet.
 func (s *storm) send(fd int, frame connectFrame) (bool, error) {
-	n, err := syscall.Write(fd, frame)
+	n, err := syscall.Write(fd, frame.b)
 	switch {
 	case err == syscall.EAGAIN:
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("bench: CONNECT: %w", err)
-	case n != len(frame): // cannot happen on a fresh socket's empty buffer
-		return false, fmt.Errorf("bench: CONNECT: short write %d of %d", n, len(frame))
+	case n != len(frame.b): // cannot happen on a fresh socket's empty buffer
+		return false, fmt.Errorf("bench: CONNECT: short write %d of %d", n, len(frame.b))
 	}
 	return true, nil
 }

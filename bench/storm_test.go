@@ -15,23 +15,28 @@ import (
 
 func TestConnectFrame(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		version byte
-		n       int
-		id      string
+		name       string
+		version    byte
+		n          int
+		id         string
+		user, pass string
 	}{
-		{"v31", codec.Version31, 42, "conns-abcdef-0000042"},
-		{"v311", codec.Version311, 1234567, "conns-abcdef-1234567"},
-		{"v5 wraps", codec.Version5, 12345678, "conns-abcdef-2345678"},
+		{"v31", codec.Version31, 42, "conns-abcdef-0000042", "", ""},
+		{"v311", codec.Version311, 1234567, "conns-abcdef-1234567", "", ""},
+		{"v5 wraps", codec.Version5, 12345678, "conns-abcdef-2345678", "", ""},
+		{"v311 with credentials", codec.Version311, 7, "conns-abcdef-0000007", "user", "pw"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newConnectFrame("conns-abcdef-", tc.version, 30)
+			f := newConnectFrame("conns-abcdef-", tc.version, 30, tc.user, tc.pass)
 			f.number(tc.n)
 			var p codec.Packet
 			d := codec.Decoder{Version: tc.version}
-			n, err := d.Decode(f, &p)
-			if err != nil || n != len(f) {
-				t.Fatalf("decode: n=%d of %d, err=%v", n, len(f), err)
+			n, err := d.Decode(f.b, &p)
+			if err != nil || n != len(f.b) {
+				t.Fatalf("decode: n=%d of %d, err=%v", n, len(f.b), err)
+			}
+			if string(p.Connect.Username) != tc.user || string(p.Connect.Password) != tc.pass {
+				t.Fatalf("credentials %q %q", p.Connect.Username, p.Connect.Password)
 			}
 			if p.Type != codec.CONNECT || string(p.Connect.ClientID) != tc.id || p.Connect.KeepAlive != 30 || !p.Connect.CleanStart {
 				t.Fatalf("decoded %v id %q keepalive %d", p.Type, p.Connect.ClientID, p.Connect.KeepAlive)

@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,22 @@ func (s *subscriber) closed(err error) { s.err.set(err) }
 
 func (s *subscriber) traffic(c gnet.Conn) gnet.Action {
 	buf, _ := c.Peek(-1)
+	used, err := s.consume(buf)
+	if err != nil {
+		s.err.set(err)
+		return gnet.Close
+	}
+	_, _ = c.Discard(used)
+	if len(s.out) > 0 {
+		_, _ = c.Write(s.out) // gnet copies what it cannot send now
+		s.out = s.out[:0]
+	}
+	return gnet.None
+}
+
+// consume counts the deliveries in the whole frames at the start of buf and
+// queues their acknowledgements in s.out; it returns the bytes used.
+func (s *subscriber) consume(buf []byte) (int, error) {
 	var now int64
 	if s.latency {
 		now = int64(time.Since(s.base))
@@ -55,8 +72,7 @@ func (s *subscriber) traffic(c gnet.Conn) gnet.Action {
 			_, err = s.dec.Decode(buf[used:used+size], &s.pkt)
 		}
 		if err != nil {
-			s.err.set(fmt.Errorf("bench: subscriber: %w", err))
-			return gnet.Close
+			return used, fmt.Errorf("bench: subscriber: %w", err)
 		}
 		used += size
 		switch s.pkt.Type {
@@ -73,15 +89,37 @@ func (s *subscriber) traffic(c gnet.Conn) gnet.Action {
 			s.out = append(s.out, 0x70, 2, byte(s.pkt.PacketID>>8), byte(s.pkt.PacketID))
 		}
 	}
-	_, _ = c.Discard(used)
 	if n > 0 {
 		s.recv.Add(n)
 	}
-	if len(s.out) > 0 {
-		_, _ = c.Write(s.out) // gnet copies what it cannot send now
-		s.out = s.out[:0]
+	return used, nil
+}
+
+// readFrom is traffic for a connection the reactor cannot take (TLS: gnet
+// would see ciphertext): a goroutine reads nc until it closes.
+func (s *subscriber) readFrom(nc net.Conn) {
+	buf := make([]byte, 64<<10)
+	have := 0
+	for {
+		n, err := nc.Read(buf[have:])
+		have += n
+		used, cerr := s.consume(buf[:have])
+		have = copy(buf, buf[used:have])
+		if have == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...) // a frame larger than the buffer
+		}
+		if cerr == nil && len(s.out) > 0 {
+			_, cerr = nc.Write(s.out)
+			s.out = s.out[:0]
+		}
+		if err == nil {
+			err = cerr
+		}
+		if err != nil {
+			s.err.set(fmt.Errorf("bench: subscriber: %w", err)) // ignored once the run is over
+			return
+		}
 	}
-	return gnet.None
 }
 
 // note checks one delivery's stamp.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/midge-mqtt/midge/codec"
@@ -91,11 +93,16 @@ type dialer struct {
 	// their QoS 1/2 messages.
 	persistent bool
 	spread     bool
+	unix       bool // addr is a Unix domain socket
 	next       atomic.Uint32
 	timeout    time.Duration
+	tls        *tls.Config // nil: plain TCP
 }
 
-func newDialer(host string, port int) *dialer {
+func newDialer(host string, port int, unix string) *dialer {
+	if unix != "" {
+		return &dialer{addr: unix, unix: true, timeout: 10 * time.Second}
+	}
 	ip := net.ParseIP(host)
 	return &dialer{addr: net.JoinHostPort(host, strconv.Itoa(port)),
 		spread: ip != nil && ip.IsLoopback() && ip.To4() != nil, timeout: 10 * time.Second}
@@ -107,9 +114,29 @@ func (d *dialer) dial() (net.Conn, error) {
 		i := d.next.Add(1)
 		nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+(i/250)%64), byte(1+i%250))}
 	}
-	c, err := nd.Dial("tcp", d.addr)
+	network := "tcp"
+	if d.unix {
+		network = "unix"
+	}
+	c, err := nd.Dial(network, d.addr)
+	for deadline := time.Now().Add(d.timeout); d.unix && errors.Is(err, syscall.EAGAIN) && time.Now().Before(deadline); {
+		// A Unix socket's full accept backlog refuses at once (TCP would
+		// retry the SYN): try again shortly, as TCP would.
+		time.Sleep(time.Millisecond)
+		c, err = nd.Dial(network, d.addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bench: dial %s: %w", d.addr, err)
+	}
+	if d.tls != nil {
+		tc := tls.Client(c, d.tls)
+		_ = tc.SetDeadline(time.Now().Add(d.timeout))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("bench: TLS handshake with %s: %w", d.addr, err)
+		}
+		_ = tc.SetDeadline(time.Time{})
+		return tc, nil
 	}
 	return c, nil
 }

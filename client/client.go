@@ -28,6 +28,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/midge-mqtt/midge/codec"
@@ -79,9 +80,13 @@ func ConnackText(version, code byte) string {
 // Options configure a Client. Zero values pick MQTT 3.1.1, keepalive off and
 // an inflight window of 20.
 type Options struct {
-	Addr      string      // host:port
+	Addr      string      // host:port, or a socket path when Unix is set
+	Unix      bool        // Addr is a Unix domain socket (mosquitto's --unix)
 	TLS       *tls.Config // nil: plain TCP
 	LocalAddr net.Addr    // bind the outgoing socket (mosquitto's -A)
+	// Control, when set, is the dialer's hook on the socket before it
+	// connects (socket options such as a small SO_RCVBUF).
+	Control func(network, address string, c syscall.RawConn) error
 
 	Version    byte // codec.Version31, Version311 (default) or Version5
 	ClientID   string
@@ -95,6 +100,11 @@ type Options struct {
 
 	Will *Message // QoS, Retain and Props (v5 will properties) are used
 
+	// Bridge sets the top bit of the CONNECT's protocol level, as
+	// mosquitto's bridges do with try_private: the server learns that this
+	// client is a broker forwarding messages.
+	Bridge bool
+
 	// Props are the v5 CONNECT properties: session expiry, receive maximum,
 	// topic alias maximum, maximum packet size, user properties...
 	Props codec.Properties
@@ -105,6 +115,21 @@ type Options struct {
 
 	// MaxPacketSize refuses larger inbound packets (0: no limit).
 	MaxPacketSize int
+
+	// ManualAck leaves the PUBACK/PUBREC of a received QoS 1/2 message to
+	// the application, which calls Ack once it has made the message safe
+	// (a bridge: once the local broker has stored it). Ack in the order the
+	// messages came [MQTT-4.6.0-2].
+	ManualAck bool
+
+	// Dialed, when set, is called by Connect once the network connection
+	// (and TLS) is made, before the CONNECT is sent.
+	Dialed func()
+
+	// DeferResend holds back, after a reconnection, the resending of what
+	// is unacknowledged until Resend is called: a bridge first renews its
+	// subscriptions, as mosquitto's does.
+	DeferResend bool
 
 	// OnPacket, when set, sees every packet sent (sent=true) and received,
 	// for debug output. It runs on the goroutine that sends or reads.
@@ -129,11 +154,18 @@ type Client struct {
 	// PUBACK/PUBREC is sent. Set it before Connect.
 	OnMessage func(*Message)
 
+	// OnRelease, with Options.ManualAck, receives the PUBREL of a QoS 2
+	// message on the reader goroutine; the application sends the PUBCOMP
+	// with Complete once its side of the flow has ended. Nil: PUBCOMP at
+	// once. Set it before Connect.
+	OnRelease func(id uint16)
+
 	opts Options
 
-	wmu  sync.Mutex // serialises writes; guards wbuf and wpkt
-	wbuf []byte
-	wpkt codec.Packet
+	wmu    sync.Mutex // serialises writes; guards wbuf, wpkt and corked
+	wbuf   []byte
+	corked bool // Cork: packets gather in wbuf until Flush
+	wpkt   codec.Packet
 
 	mu        sync.Mutex // guards everything below
 	conn      net.Conn
@@ -145,11 +177,13 @@ type Client struct {
 	inflight  map[uint16]*outbound // by packet id
 	order     []uint16             // inflight ids in send order, for resend
 	requests  map[uint16]chan *codec.Packet
-	recvQoS2  map[uint16]struct{} // received QoS 2 ids awaiting PUBREL
+	recvQoS2  map[uint16]bool // received QoS 2 ids awaiting PUBREL: PUBREC sent
 	nextID    uint16
 	slotFree  chan struct{} // signalled when an inflight slot frees up
 	aliases   map[uint16][]byte
 	connack   codec.Packet
+	reading   chan struct{} // closed when the last connection's reader has returned
+	deferred  []*outbound   // to resend at Resend (DeferResend)
 
 	lastSent atomic.Int64 // unix nanos of the last write, for keepalive
 	pingWait atomic.Bool  // a PINGREQ is unanswered
@@ -167,10 +201,46 @@ func New(opts Options) *Client {
 		opts:     opts,
 		inflight: make(map[uint16]*outbound),
 		requests: make(map[uint16]chan *codec.Packet),
-		recvQoS2: make(map[uint16]struct{}),
+		recvQoS2: make(map[uint16]bool),
 		slotFree: make(chan struct{}, 1),
 		wbuf:     make([]byte, 0, 4096),
 	}
+}
+
+// TakeSession makes c, not yet connected, carry on from's session as a
+// reconnection of from would: packet identifiers go on from where from's
+// stopped, and what from had in flight (QoS 1/2 messages awaiting their
+// acknowledgement, PUBRELs awaiting PUBCOMP, with their done callbacks) is
+// resent after c's CONNACK, with DUP and the same identifiers
+// [MQTT-4.4.0-1]. Received QoS 2 messages acknowledged (PUBREC sent) are
+// not delivered again when resent; with ManualAck, one not yet
+// acknowledged is. For a session whose options change between connections
+// (a bridge trying another address or protocol level). from must be
+// disconnected; it is waited for (its reader) and not to be used again.
+func (c *Client) TakeSession(from *Client) {
+	from.mu.Lock()
+	reading := from.reading
+	from.mu.Unlock()
+	if reading != nil {
+		<-reading // it may still be acknowledging what it read last
+	}
+	from.mu.Lock()
+	inflight, order, next, recv := from.inflight, from.order, from.nextID, from.recvQoS2
+	from.inflight, from.order, from.recvQoS2 = make(map[uint16]*outbound), nil, make(map[uint16]bool)
+	from.mu.Unlock()
+	// A received QoS 2 message the application has not acknowledged yet
+	// (ManualAck) is forgotten: its Ack, if it comes, goes to from, and
+	// never reaches c; kept, the server's resend would be neither delivered
+	// nor acknowledged. It is delivered again when resent (a bridge's local
+	// session knows the id and does not route it twice).
+	for id, acked := range recv {
+		if !acked {
+			delete(recv, id)
+		}
+	}
+	c.mu.Lock()
+	c.inflight, c.order, c.nextID, c.recvQoS2 = inflight, order, next, recv
+	c.mu.Unlock()
 }
 
 // Version is the protocol level in use.
@@ -211,11 +281,63 @@ func (c *Client) write(p *codec.Packet) error {
 	if conn == nil {
 		return ErrNotConnected
 	}
+	if c.corked {
+		c.wbuf = p.Encode(c.wbuf, c.opts.Version)
+		if c.opts.OnPacket != nil {
+			c.opts.OnPacket(true, p)
+		}
+		if len(c.wbuf) >= 64<<10 {
+			return c.flushLocked()
+		}
+		return nil
+	}
 	c.wbuf = p.Encode(c.wbuf[:0], c.opts.Version)
 	if c.opts.OnPacket != nil {
 		c.opts.OnPacket(true, p)
 	}
 	_, err := conn.Write(c.wbuf)
+	if err != nil {
+		c.closeConn(conn, err)
+		return err
+	}
+	c.lastSent.Store(time.Now().UnixNano())
+	return nil
+}
+
+// Cork makes the following packets gather in one buffer, written by Flush
+// (or when it fills, or when a Publish must wait for the inflight window):
+// one write for a batch of messages instead of one each.
+func (c *Client) Cork() {
+	c.wmu.Lock()
+	if !c.corked {
+		c.wbuf = c.wbuf[:0] // the last unbatched packet was written
+	}
+	c.corked = true
+	c.wmu.Unlock()
+}
+
+// Flush writes what gathered since Cork and ends it.
+func (c *Client) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.corked = false
+	return c.flushLocked()
+}
+
+// flushLocked writes the gathered packets. Callers hold wmu.
+func (c *Client) flushLocked() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil {
+		c.wbuf = c.wbuf[:0]
+		return ErrNotConnected
+	}
+	_, err := conn.Write(c.wbuf)
+	c.wbuf = c.wbuf[:0]
 	if err != nil {
 		c.closeConn(conn, err)
 		return err
@@ -241,7 +363,13 @@ func (c *Client) sendAck(t codec.PacketType, id uint16, reason byte) error {
 	if t == codec.PUBREL {
 		p.Flags = 0x02 // [MQTT-3.6.1-1]
 	}
-	return c.write(p)
+	err := c.write(p)
+	if err == nil && c.corked {
+		// An ack leaves at once, with what gathered before it: a PUBREL
+		// may be what frees the window a corked publish waits for.
+		err = c.flushLocked()
+	}
+	return err
 }
 
 // closeConn ends conn (if it is still the current one) with err.
@@ -282,6 +410,10 @@ func (c *Client) Close() error {
 // publish the will anyway.
 func (c *Client) Disconnect(reason byte, props *codec.Properties) error {
 	c.wmu.Lock()
+	if c.corked {
+		c.corked = false
+		_ = c.flushLocked()
+	}
 	p := &c.wpkt
 	p.Reset()
 	p.Type, p.ReasonCode = codec.DISCONNECT, reason

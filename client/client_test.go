@@ -457,3 +457,66 @@ func BenchmarkPublishQoS0(b *testing.B) {
 		}
 	}
 }
+
+// TestCork: packets published between Cork and Flush leave together, in
+// order; a QoS 1 publish that must wait for the inflight window flushes what
+// gathered (else no ack could free the window), and nothing leaves before
+// Flush otherwise.
+func TestCork(t *testing.T) {
+	addr := startBroker(t)
+	s, ch := dial(t, addr, Options{ClientID: "cork-s", CleanStart: true})
+	sub(t, s, "cork/#", 1)
+	p, _ := dial(t, addr, Options{ClientID: "cork-p", CleanStart: true, MaxInflight: 2})
+	p.Cork()
+	for i := 0; i < 3; i++ {
+		if err := p.Publish(ctx5(t), &Message{Topic: []byte(fmt.Sprintf("cork/%d", i)), Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectNone(t, ch, 200*time.Millisecond) // gathered, not written
+	var acks sync.WaitGroup
+	for i := 3; i < 6; i++ { // the third QoS 1 waits for the window: what gathered leaves
+		acks.Add(1)
+		if err := p.PublishAsync(ctx5(t), &Message{Topic: []byte(fmt.Sprintf("cork/%d", i)), Payload: []byte("x"), QoS: 1},
+			func(error) { acks.Done() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	acks.Wait()
+	for i := 0; i < 6; i++ {
+		if r := expect(t, ch); r.topic != fmt.Sprintf("cork/%d", i) {
+			t.Fatalf("message %d: %+v", i, r)
+		}
+	}
+}
+
+// TestCorkQoS2: under Cork, the PUBREL the reader answers a PUBREC with
+// leaves at once: a publish waiting for the inflight window waits for the
+// PUBCOMP it brings [MQTT-4.3.3-3]. It used to gather behind the cork, and
+// the publish waited for nothing until its context ended.
+func TestCorkQoS2(t *testing.T) {
+	addr := startBroker(t)
+	p, _ := dial(t, addr, Options{ClientID: "cork-q2", CleanStart: true, MaxInflight: 1})
+	p.Cork()
+	defer p.Flush()
+	for i := 0; i < 3; i++ {
+		if err := p.PublishAsync(ctx5(t), &Message{Topic: []byte("cork/q2"), Payload: []byte("x"), QoS: 2}, nil); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+}
+
+// TestCopyPropsOrder: PublishAsync keeps a copy of the message for resends,
+// so the properties' order (Props.Order) must not alias the caller's array,
+// which it may reuse at once.
+func TestCopyPropsOrder(t *testing.T) {
+	p := codec.Properties{Order: []byte{codec.PropContentType, codec.PropUserProperty}}
+	q := copyProps(&p)
+	p.Order[0], p.Order[1] = codec.PropUserProperty, codec.PropContentType
+	if len(q.Order) != 2 || q.Order[0] != codec.PropContentType || q.Order[1] != codec.PropUserProperty {
+		t.Fatalf("copy's order % x changed with the original's", q.Order)
+	}
+}

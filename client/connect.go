@@ -21,19 +21,39 @@ func (c *Client) Connect(ctx context.Context) error {
 		c.mu.Unlock()
 		return errors.New("client: already connected")
 	}
+	prev := c.reading
 	c.mu.Unlock()
+	if prev != nil {
+		// The last connection's reader may still be handling packets it
+		// read before the connection closed (or be inside OnMessage): it
+		// must finish first, or a QoS 2 message it has yet to record could
+		// be resent on the new connection, completed there, and then
+		// delivered a second time by the old reader [MQTT-4.3.3-10].
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 
-	d := net.Dialer{LocalAddr: c.opts.LocalAddr}
+	d := net.Dialer{LocalAddr: c.opts.LocalAddr, Control: c.opts.Control}
 	var conn net.Conn
 	var err error
+	network := "tcp"
+	if c.opts.Unix {
+		network, d.LocalAddr = "unix", nil
+	}
 	if c.opts.TLS != nil {
 		td := tls.Dialer{NetDialer: &d, Config: c.opts.TLS}
-		conn, err = td.DialContext(ctx, "tcp", c.opts.Addr)
+		conn, err = td.DialContext(ctx, network, c.opts.Addr)
 	} else {
-		conn, err = d.DialContext(ctx, "tcp", c.opts.Addr)
+		conn, err = d.DialContext(ctx, network, c.opts.Addr)
 	}
 	if err != nil {
 		return err
+	}
+	if c.opts.Dialed != nil {
+		c.opts.Dialed()
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
@@ -65,6 +85,7 @@ func (c *Client) handshake(conn net.Conn, r *reader) error {
 		cp.ProtocolName = []byte("MQIsdp")
 	}
 	cp.ProtocolLevel = o.Version
+	cp.Bridge = o.Bridge
 	cp.CleanStart = o.CleanStart
 	cp.KeepAlive = o.KeepAlive
 	cp.ClientID = []byte(o.ClientID)
@@ -151,27 +172,65 @@ func (c *Client) startSession(conn net.Conn, r *reader) {
 
 	c.lastSent.Store(time.Now().UnixNano())
 	c.pingWait.Store(false)
-	go c.readLoop(conn, r)
+	reading := make(chan struct{})
+	c.mu.Lock()
+	c.reading = reading
+	c.mu.Unlock()
+	go func() {
+		defer close(reading)
+		c.readLoop(conn, r)
+	}()
 	if keepalive > 0 {
 		go c.keepAlive(conn, done, keepalive)
 	}
-	// [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP) and PUBREL with
-	// their original packet identifiers, in the original order.
-	for _, o := range resend {
-		if o.released {
+	if c.opts.DeferResend {
+		c.mu.Lock()
+		c.deferred = resend
+		c.mu.Unlock()
+		return
+	}
+	c.resendLocked(resend)
+}
+
+// Resend sends, with DeferResend, what was unacknowledged when the current
+// connection was made (and is still).
+func (c *Client) Resend() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	list := c.deferred
+	c.deferred = nil
+	c.mu.Unlock()
+	return c.resendLocked(list)
+}
+
+// resendLocked resends unacknowledged PUBLISH (DUP) and PUBREL with their
+// original packet identifiers, in the original order [MQTT-4.4.0-1].
+// Callers hold wmu.
+func (c *Client) resendLocked(list []*outbound) error {
+	for _, o := range list {
+		c.mu.Lock()
+		current := c.inflight[o.pkt.PacketID] == o
+		released := o.released
+		c.mu.Unlock()
+		if !current { // acknowledged meanwhile
+			continue
+		}
+		if released {
 			p := &c.wpkt
 			p.Reset()
 			p.Type, p.Flags, p.PacketID = codec.PUBREL, 0x02, o.pkt.PacketID
-			if c.write(p) != nil {
-				return
+			if err := c.write(p); err != nil {
+				return err
 			}
 			continue
 		}
 		o.pkt.Dup = true // [MQTT-3.3.1-1]
-		if c.write(&o.pkt) != nil {
-			return
+		if err := c.write(&o.pkt); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // keepAlive sends PINGREQ when nothing was sent for a keepalive period and
@@ -229,6 +288,7 @@ func copyProps(p *codec.Properties) codec.Properties {
 	q.ResponseInfo, q.ServerReference = dup(p.ResponseInfo), dup(p.ServerReference)
 	q.ReasonString = dup(p.ReasonString)
 	q.SubscriptionIDs = append([]uint32(nil), p.SubscriptionIDs...)
+	q.Order = dup(p.Order)
 	q.User = nil
 	for _, u := range p.User {
 		q.User = append(q.User, codec.UserProperty{Key: dup(u.Key), Value: dup(u.Value)})

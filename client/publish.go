@@ -141,10 +141,16 @@ func (c *Client) acquire(ctx context.Context, o *outbound) error {
 		}
 		done := c.done
 		c.mu.Unlock()
+		// What gathered under Cork must leave, or no ack frees a slot.
+		c.wmu.Lock()
+		if c.corked {
+			_ = c.flushLocked()
+		}
+		c.wmu.Unlock()
 		select {
 		case <-c.slotFree:
 		case <-done:
-			return ErrConnectionLost
+			return ErrNotConnected // not taken: nothing to resend
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -74,8 +74,16 @@ func (c *Client) readLoop(conn net.Conn, r *reader) {
 	for {
 		p, err := r.next()
 		if err != nil {
+			var cerr *codec.Error
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				err = ErrConnectionLost
+			} else if errors.As(err, &cerr) {
+				// A malformed packet from the server: the connection is
+				// reset, as mosquitto's client does (what the server sent
+				// after it is not read).
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
 			}
 			c.closeConn(conn, err)
 			return
@@ -102,8 +110,10 @@ func (c *Client) handle(p *codec.Packet) error {
 			return c.sendAck(codec.PUBREL, p.PacketID, 0) // [MQTT-4.3.3-4]
 		}
 		if p.ReasonCode < 0x80 {
-			// Unknown id: answer so the server can finish its side.
-			return c.sendAck(codec.PUBREL, p.PacketID, codec.PacketIdentifierNotFound)
+			// Unknown id: answer so the server can finish its side. v5
+			// allows 0x92 (packet identifier not found) here; mosquitto
+			// sends success, and so does midge.
+			return c.sendAck(codec.PUBREL, p.PacketID, 0)
 		}
 	case codec.PUBCOMP:
 		c.acked(p.PacketID, codec.PUBCOMP, p.ReasonCode)
@@ -113,6 +123,10 @@ func (c *Client) handle(p *codec.Packet) error {
 		_, known := c.recvQoS2[p.PacketID]
 		delete(c.recvQoS2, p.PacketID)
 		c.mu.Unlock()
+		if c.opts.ManualAck && c.OnRelease != nil {
+			c.OnRelease(p.PacketID) // its Complete sends the PUBCOMP
+			return nil
+		}
 		reason := codec.Success
 		if !known && c.opts.Version == codec.Version5 {
 			reason = codec.PacketIdentifierNotFound
@@ -129,6 +143,10 @@ func (c *Client) handle(p *codec.Packet) error {
 		}
 	case codec.PINGRESP:
 		c.pingWait.Store(false)
+	case codec.PINGREQ:
+		// Only a client sends PINGREQ, but a broker that bridges to us
+		// may probe its link so, and mosquitto's client library answers.
+		return c.sendAck(codec.PINGRESP, 0, 0)
 	case codec.DISCONNECT:
 		return &DisconnectError{Code: p.ReasonCode, Reason: string(p.Props.ReasonString)}
 	case codec.AUTH:
@@ -166,20 +184,26 @@ func (c *Client) receive(p *codec.Packet) error {
 			m.Topic = topic
 		}
 	}
-	deliver := true
+	deliver, manual := true, c.opts.ManualAck
 	if p.QoS == 2 {
 		// Exactly once: a QoS 2 id already seen and not yet released is a
-		// resend, acknowledged again but not delivered twice [MQTT-4.3.3-10].
+		// resend, acknowledged again but not delivered twice [MQTT-4.3.3-10];
+		// with ManualAck, only once the application has acknowledged it
+		// (its Ack will send the PUBREC).
 		c.mu.Lock()
-		if _, seen := c.recvQoS2[p.PacketID]; seen {
+		if recd, seen := c.recvQoS2[p.PacketID]; seen {
 			deliver = false
+			manual = manual && !recd
 		} else {
-			c.recvQoS2[p.PacketID] = struct{}{}
+			c.recvQoS2[p.PacketID] = !manual
 		}
 		c.mu.Unlock()
 	}
 	if deliver && c.OnMessage != nil {
 		c.OnMessage(&m)
+	}
+	if manual {
+		return nil
 	}
 	switch p.QoS {
 	case 1:
@@ -189,6 +213,28 @@ func (c *Client) receive(p *codec.Packet) error {
 	}
 	return nil
 }
+
+// Ack acknowledges a QoS 1/2 message received with ManualAck: PUBACK, or
+// PUBREC for QoS 2 [MQTT-4.3.2-2], [MQTT-4.3.3-9]. Any goroutine; an error
+// means the connection is gone (the server sends the message again).
+func (c *Client) Ack(qos byte, id uint16) error {
+	switch qos {
+	case 1:
+		return c.sendAck(codec.PUBACK, id, 0)
+	case 2:
+		c.mu.Lock()
+		if _, ok := c.recvQoS2[id]; ok {
+			c.recvQoS2[id] = true
+		}
+		c.mu.Unlock()
+		return c.sendAck(codec.PUBREC, id, 0)
+	}
+	return nil
+}
+
+// Complete sends the PUBCOMP of a QoS 2 message whose PUBREL went to
+// OnRelease [MQTT-4.3.3-11]. Any goroutine.
+func (c *Client) Complete(id uint16) error { return c.sendAck(codec.PUBCOMP, id, 0) }
 
 // resolveAlias maps a server topic alias to its topic [MQTT-3.3.2-12].
 func (c *Client) resolveAlias(alias uint16, topic []byte) ([]byte, error) {

@@ -20,12 +20,24 @@ var wantFlags = [16]byte{PUBREL: 2, SUBSCRIBE: 2, UNSUBSCRIBE: 2}
 // Decode decodes one packet from the start of b into p, which is Reset
 // first. It returns the number of bytes the frame used; ErrIncomplete (n=0)
 // when b does not hold the whole frame yet; or, with n=0, an *Error whose
-// Reason is the v5 reason code to report. Byte slices in p alias b.
+// Reason is the v5 reason code to report, at once when the first byte is
+// wrong on its own. Byte slices in p alias b.
 //
 // When decoding a CONNECT fails after its protocol level was read,
 // p.Connect.ProtocolName and ProtocolLevel hold what was read, so that the
 // broker can answer with a CONNACK of the right version.
 func (d *Decoder) Decode(b []byte, p *Packet) (n int, err error) {
+	v := d.Version
+	if v == 0 {
+		v = Version311
+	}
+	// The first byte is judged before the length: a frame that is wrong
+	// from its first byte is refused without waiting for its body.
+	if len(b) > 0 {
+		if err := checkFirstByte(b[0], v); err != nil {
+			return 0, err
+		}
+	}
 	n, hdr, err := frameSize(b, d.MaxPacketSize)
 	if err != nil {
 		return 0, err
@@ -36,12 +48,8 @@ func (d *Decoder) Decode(b []byte, p *Packet) (n int, err error) {
 	p.Reset()
 	p.Type = PacketType(b[0] >> 4)
 	p.Flags = b[0] & 0x0f
-	v := d.Version
-	if v == 0 {
-		v = Version311
-	}
-	if p.Type != PUBLISH && p.Flags != wantFlags[p.Type] {
-		return 0, errFlags // [MQTT-2.1.3-1]
+	if dup31(v, p.Type, p.Flags) {
+		p.Flags = wantFlags[p.Type] // the DUP bit means nothing to midge
 	}
 	r := reader{b: b[:n], i: hdr}
 	switch p.Type {
@@ -54,11 +62,11 @@ func (d *Decoder) Decode(b []byte, p *Packet) (n int, err error) {
 	case PUBACK, PUBREC, PUBREL, PUBCOMP:
 		err = decodeAck(&r, p, v)
 	case SUBSCRIBE:
-		err = decodeSubscribe(&r, p, v)
+		err = asMalformed(decodeSubscribe(&r, p, v))
 	case SUBACK:
 		err = decodeSuback(&r, p, v)
 	case UNSUBSCRIBE:
-		err = decodeUnsubscribe(&r, p, v)
+		err = asMalformed(decodeUnsubscribe(&r, p, v))
 	case UNSUBACK:
 		err = decodeUnsuback(&r, p, v)
 	case PINGREQ, PINGRESP:
@@ -66,13 +74,8 @@ func (d *Decoder) Decode(b []byte, p *Packet) (n int, err error) {
 		if v == Version5 {
 			err = decodeReasonProps(&r, p)
 		}
-	case AUTH:
-		if v != Version5 {
-			return 0, errReservedType // type 15 is reserved before 5.0
-		}
+	case AUTH: // 5.0 only: checkFirstByte refused it before
 		err = decodeReasonProps(&r, p)
-	default:
-		return 0, errReservedType
 	}
 	if err != nil {
 		return 0, err
@@ -86,6 +89,12 @@ func (d *Decoder) Decode(b []byte, p *Packet) (n int, err error) {
 	return n, nil
 }
 
+// dup31 reports a DUP flag that MQTT 3.1 allowed on a resent PUBREL,
+// SUBSCRIBE or UNSUBSCRIBE (their QoS 1 bits otherwise as required).
+func dup31(v byte, t PacketType, flags byte) bool {
+	return v == Version31 && wantFlags[t] == 0x02 && flags == 0x0a
+}
+
 func decodeConnect(r *reader, p *Packet) error {
 	c := &p.Connect
 	var err error
@@ -95,6 +104,10 @@ func decodeConnect(r *reader, p *Packet) error {
 	if c.ProtocolLevel, err = r.u8(); err != nil {
 		return err
 	}
+	// mosquitto's bridges set the top bit of the level ("try_private") to
+	// say that they are bridges, not ordinary clients.
+	c.Bridge = c.ProtocolLevel&bridgeBit != 0
+	c.ProtocolLevel &^= bridgeBit
 	switch {
 	case c.ProtocolLevel == Version31 && string(c.ProtocolName) == "MQIsdp":
 	case (c.ProtocolLevel == Version311 || c.ProtocolLevel == Version5) && string(c.ProtocolName) == "MQTT":
@@ -190,21 +203,22 @@ func decodeConnack(r *reader, p *Packet, v byte) error {
 func decodePublish(r *reader, p *Packet, v byte) error {
 	p.Dup = p.Flags&0x08 != 0
 	p.QoS = p.Flags >> 1 & 3
-	p.Retain = p.Flags&0x01 != 0
-	if p.QoS == 3 {
-		return errQoS3 // [MQTT-3.3.1-4]
-	}
-	if p.Dup && p.QoS == 0 {
-		return errDupQoS0 // [MQTT-3.3.1-2]
-	}
+	p.Retain = p.Flags&0x01 != 0 // QoS 3 and DUP on QoS 0: see checkFirstByte
 	var err error
 	if p.Topic, err = r.str(); err != nil { // [MQTT-3.3.2-1]
 		return err
 	}
+	slashes := 0
 	for _, c := range p.Topic {
-		if c == '+' || c == '#' {
+		switch c {
+		case '+', '#':
 			return errTopicWildcard // [MQTT-3.3.2-2]
+		case '/':
+			slashes++
 		}
+	}
+	if slashes > MaxTopicSlashes {
+		return errTopicLevels
 	}
 	if p.QoS > 0 {
 		if err = readPacketID(r, p); err != nil {

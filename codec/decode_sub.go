@@ -1,7 +1,11 @@
 package codec
 
+import "bytes"
+
+var slash = []byte{'/'}
+
 func decodeSubscribe(r *reader, p *Packet, v byte) error {
-	if err := readPacketID(r, p); err != nil {
+	if err := readSubPacketID(r, p); err != nil {
 		return err
 	}
 	if v == Version5 {
@@ -54,6 +58,9 @@ func readFilter(r *reader, v byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if bytes.Count(f, slash) > MaxTopicSlashes {
+		return nil, errFilterLevels
+	}
 	ok := false
 	if v == Version5 {
 		ok = ValidSharedFilter(f)
@@ -94,7 +101,7 @@ func readReasonCodes(r *reader, p *Packet, v byte) error {
 }
 
 func decodeUnsubscribe(r *reader, p *Packet, v byte) error {
-	if err := readPacketID(r, p); err != nil {
+	if err := readSubPacketID(r, p); err != nil {
 		return err
 	}
 	if v == Version5 {
@@ -127,4 +134,14 @@ func decodeUnsuback(r *reader, p *Packet, v byte) error {
 		return err
 	}
 	return readReasonCodes(r, p, v)
+}
+
+// readSubPacketID is readPacketID with mosquitto's reason for id 0 in a
+// (UN)SUBSCRIBE: malformed rather than a protocol error.
+func readSubPacketID(r *reader, p *Packet) error {
+	err := readPacketID(r, p)
+	if err == errPacketID0 {
+		return errSubPacketID0
+	}
+	return err
 }

@@ -2,6 +2,8 @@ package codec
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -119,7 +121,7 @@ func TestDecodeReusesPacket(t *testing.T) {
 
 // TestEncodeNoAllocs: encoding into a buffer with room allocates nothing.
 func TestEncodeNoAllocs(t *testing.T) {
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
 		if v.Invalid || v.DecodeOnly {
 			continue
 		}
@@ -209,6 +211,63 @@ func TestValidTopicName(t *testing.T) {
 	for in, ok := range map[string]bool{"a/b": true, "/": true, "": false, "a/+": false, "#": false} {
 		if got := ValidTopicName([]byte(in)); got != ok {
 			t.Errorf("ValidTopicName(%q) = %v, want %v", in, got, ok) // [MQTT-3.3.2-2, MQTT-4.7.3-1]
+		}
+	}
+}
+
+// TestDecodeTopicLevels: a topic name or filter may hold at most
+// MaxTopicSlashes separators, as in mosquitto; more is a protocol error in a
+// PUBLISH and malformed in a (UN)SUBSCRIBE (mosquitto's reasons).
+func TestDecodeTopicLevels(t *testing.T) {
+	levels := func(n int) []byte { return []byte(strings.Repeat("a/", n-1) + "a") }
+	cases := []struct {
+		name   string
+		p      Packet
+		reason byte // 0: accepted
+	}{
+		{"Publish201", Packet{Type: PUBLISH, Topic: levels(201)}, 0},
+		{"Publish202", Packet{Type: PUBLISH, Topic: levels(202)}, ProtocolError},
+		{"Subscribe201", Packet{Type: SUBSCRIBE, PacketID: 1, Subscriptions: []Subscription{{Filter: levels(201)}}}, 0},
+		{"Subscribe202", Packet{Type: SUBSCRIBE, PacketID: 1, Subscriptions: []Subscription{{Filter: levels(202)}}}, MalformedPacket},
+		{"Unsubscribe202", Packet{Type: UNSUBSCRIBE, PacketID: 1, Filters: [][]byte{levels(202)}}, MalformedPacket},
+	}
+	for _, c := range cases {
+		for _, v := range []byte{Version311, Version5} {
+			t.Run(fmt.Sprintf("%s/v%d", c.name, v), func(t *testing.T) {
+				raw := c.p.Encode(nil, v)
+				var p Packet
+				_, err := (&Decoder{Version: v}).Decode(raw, &p)
+				var e *Error
+				switch {
+				case c.reason == 0 && err != nil:
+					t.Fatalf("Decode: %v", err)
+				case c.reason != 0 && (!errors.As(err, &e) || e.Reason != c.reason):
+					t.Fatalf("Decode: %v, want reason %#x", err, c.reason)
+				}
+			})
+		}
+	}
+}
+
+// TestDecodeDup31: MQTT 3.1 let a client set DUP on a resent PUBREL,
+// SUBSCRIBE or UNSUBSCRIBE (mosquitto accepts it: its
+// 03-publish-c2b-disconnect-qos2 test resends PUBREL so); 3.1.1 and 5.0
+// require the flags 0010 [MQTT-2.1.3-1].
+func TestDecodeDup31(t *testing.T) {
+	frames := map[string][]byte{
+		"PUBREL":      {0x6a, 2, 0, 5},
+		"SUBSCRIBE":   {0x8a, 6, 0, 5, 0, 1, 'a', 1},
+		"UNSUBSCRIBE": {0xaa, 5, 0, 5, 0, 1, 'a'},
+		"PUBACK":      {0x48, 2, 0, 5}, // DUP never allowed here
+	}
+	for name, raw := range frames {
+		for _, v := range []byte{Version31, Version311, Version5} {
+			var p Packet
+			_, err := (&Decoder{Version: v}).Decode(raw, &p)
+			ok := v == Version31 && name != "PUBACK"
+			if (err == nil) != ok {
+				t.Errorf("%s with DUP, version %d: %v, want accepted %v", name, v, err, ok)
+			}
 		}
 	}
 }

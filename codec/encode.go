@@ -277,7 +277,11 @@ func (p *Packet) appendConnect(dst []byte, v byte, props int) []byte {
 	if c.UsernameFlag {
 		flags |= 0x80
 	}
-	dst = appendU16(append(dst, v, flags), c.KeepAlive)
+	level := v
+	if c.Bridge {
+		level |= bridgeBit
+	}
+	dst = appendU16(append(dst, level, flags), c.KeepAlive)
 	if v == Version5 {
 		dst = appendProps(dst, &p.Props, CONNECT, props)
 	}

@@ -21,11 +21,14 @@ func fuzzLevelIndex(v byte) byte {
 // FuzzDecode decodes arbitrary bytes at every protocol level. It must never
 // panic; what decodes must re-encode to bytes that decode to the same packet.
 func FuzzDecode(f *testing.F) {
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
 		f.Add(fuzzLevelIndex(v.Version), v.Raw)
 		if v.Version == 0 || v.Version == Version311 {
 			f.Add(fuzzLevelIndex(Version5), v.Raw)
 		}
+	}
+	for _, v := range ServerVectors {
+		f.Add(fuzzLevelIndex(v.Version), v.Raw)
 	}
 	f.Fuzz(func(t *testing.T, level byte, data []byte) {
 		d := Decoder{Version: fuzzLevels[level%4]}
@@ -59,7 +62,10 @@ func FuzzDecode(f *testing.F) {
 // FuzzFrameSize reads fixed headers: no panic, sizes within the limits,
 // and the length bytes are exactly the minimal encoding of what was read.
 func FuzzFrameSize(f *testing.F) {
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
+		f.Add(v.Raw, v.MaxPacketSize)
+	}
+	for _, v := range ServerVectors {
 		f.Add(v.Raw, v.MaxPacketSize)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, max int) {
@@ -81,6 +87,53 @@ func FuzzFrameSize(f *testing.F) {
 		}
 		if n, _ := FrameSize(data, max); n != total {
 			t.Fatalf("FrameSize = %d, frameSize = %d", n, total)
+		}
+	})
+}
+
+// FuzzServerFrame judges arbitrary fixed headers as a server does: no
+// panic; an answer from the first bytes that more bytes never change (a
+// refusal stays a refusal, a size stays that size); a size only for what
+// Decode would also take the first byte of, CONNECT alone before CONNECT.
+func FuzzServerFrame(f *testing.F) {
+	for _, v := range ServerVectors {
+		f.Add(fuzzLevelIndex(v.Version), v.Connected, v.Raw, v.MaxPacketSize)
+	}
+	for _, v := range Vectors() {
+		f.Add(fuzzLevelIndex(v.Version), v.Packet.Type != CONNECT, v.Raw, v.MaxPacketSize)
+	}
+	f.Fuzz(func(t *testing.T, level byte, connected bool, data []byte, max int) {
+		d := Decoder{Version: fuzzLevels[level%4], MaxPacketSize: max}
+		total, err := d.ServerFrame(data, connected)
+		if err == ErrIncomplete {
+			if total != 0 {
+				t.Fatalf("total %d while incomplete", total)
+			}
+			return
+		}
+		var e *Error
+		if err != nil && !errors.As(err, &e) {
+			t.Fatalf("unexpected error %v", err)
+		}
+		longer := append(append([]byte(nil), data...), 0x7f, 0, 0, 0, 0)
+		if t2, err2 := d.ServerFrame(longer, connected); t2 != total || err2 != err {
+			t.Fatalf("with more bytes: %d, %v; before: %d, %v", t2, err2, total, err)
+		}
+		if err != nil {
+			return
+		}
+		if !connected && PacketType(data[0]>>4) != CONNECT {
+			t.Fatalf("%v accepted before CONNECT", PacketType(data[0]>>4))
+		}
+		if !connected && total > MaxConnectSize {
+			t.Fatalf("CONNECT of %d bytes accepted", total)
+		}
+		v := d.Version
+		if v == 0 {
+			v = Version311
+		}
+		if err := checkFirstByte(data[0], v); err != nil {
+			t.Fatalf("first byte %#x accepted: %v", data[0], err)
 		}
 	})
 }

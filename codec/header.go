@@ -8,6 +8,75 @@ const MaxRemainingLength = 268435455
 // length bytes and MaxRemainingLength.
 const MaxFrameSize = 1 + 4 + MaxRemainingLength
 
+// MaxConnectSize bounds a CONNECT frame, which a server must buffer whole
+// before it knows who is connecting: ServerFrame refuses a larger one from
+// its fixed header (under a smaller MaxPacketSize, that one applies). The
+// largest 3.1.1 CONNECT, every string and the will at their 65,535-byte
+// maximum, is about 320 KiB; the rest leaves room for 5.0's properties.
+const MaxConnectSize = 512 << 10
+
+// checkFirstByte judges the first byte of a fixed header on its own: a
+// reserved packet type (0; 15 before 5.0), flags the type forbids
+// [MQTT-2.1.3-1], a PUBLISH with QoS 3 [MQTT-3.3.1-4] or with DUP at QoS 0
+// [MQTT-3.3.1-2]. v is the protocol level (3.1.1 when not known yet).
+func checkFirstByte(b, v byte) error {
+	t, flags := PacketType(b>>4), b&0x0f
+	switch {
+	case t == PUBLISH:
+		if flags&0x06 == 0x06 {
+			return errQoS3
+		}
+		if flags&0x0e == 0x08 {
+			return errDupQoS0
+		}
+		return nil
+	case t == 0 || (t == AUTH && v != Version5):
+		return errReservedType
+	case flags != wantFlags[t] && !dup31(v, t, flags):
+		return errFlags
+	}
+	return nil
+}
+
+// ServerFrame is FrameSize for a server reading a client, judged as the
+// bytes arrive, so that a connection is closed as soon as what it sends is
+// wrong rather than once a body its length promises has been buffered.
+// From the first byte: a first packet other than CONNECT [MQTT-3.1.0-1]
+// (AUTH included: with no CONNECT there is no authentication method), a
+// second CONNECT [MQTT-3.1.0-2], a packet only a server sends, and what
+// checkFirstByte refuses. From the remaining length: a frame over
+// MaxPacketSize, and a CONNECT over MaxConnectSize. connected tells whether
+// a CONNECT was accepted on the connection.
+func (d *Decoder) ServerFrame(b []byte, connected bool) (int, error) {
+	if len(b) == 0 {
+		return 0, ErrIncomplete
+	}
+	t := PacketType(b[0] >> 4)
+	if !connected && t != CONNECT {
+		return 0, ErrFirstNotConnect
+	}
+	v := d.Version
+	if v == 0 {
+		v = Version311
+	}
+	if err := checkFirstByte(b[0], v); err != nil {
+		return 0, err
+	}
+	max := d.MaxPacketSize
+	switch {
+	case !connected:
+		if max <= 0 || max > MaxConnectSize {
+			max = MaxConnectSize
+		}
+	case t == CONNECT:
+		return 0, errSecondConnect
+	case t == CONNACK || t == SUBACK || t == UNSUBACK || t == PINGRESP:
+		return 0, errServerPacket
+	}
+	total, _, err := frameSize(b, max)
+	return total, err
+}
+
 // FrameSize reads the fixed header at the start of b and returns the total
 // frame length (1 + varint bytes + remaining length). It returns
 // ErrIncomplete while the header is not complete, ErrMalformedLength when the

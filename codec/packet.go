@@ -118,6 +118,12 @@ type Properties struct {
 	WildcardSubAvailable byte
 	SubIDAvailable       byte
 	SharedSubAvailable   byte
+
+	// Order holds the identifiers of a decoded PUBLISH or will's
+	// properties as they came (a user property once per pair), so that a
+	// forwarded message keeps its publisher's order as mosquitto does;
+	// empty for properties the broker makes.
+	Order []byte
 }
 
 // Has reports whether the single-valued property id is present.
@@ -128,8 +134,8 @@ func (p *Properties) Set(id byte) { p.Present |= 1 << id }
 
 // Reset clears the properties, keeping slice capacity for reuse.
 func (p *Properties) Reset() {
-	ids, user := p.SubscriptionIDs[:0], p.User[:0]
-	*p = Properties{SubscriptionIDs: ids, User: user}
+	ids, user, order := p.SubscriptionIDs[:0], p.User[:0], p.Order[:0]
+	*p = Properties{SubscriptionIDs: ids, User: user, Order: order}
 }
 
 // Subscription is one entry of a SUBSCRIBE payload.
@@ -141,13 +147,20 @@ type Subscription struct {
 	RetainHandling    byte // v5: 0 send, 1 send if new subscription, 2 don't send
 }
 
+// bridgeBit marks a bridge in the protocol level byte of CONNECT.
+const bridgeBit = 0x80
+
 // Connect holds the variable header and payload of a CONNECT packet.
 type Connect struct {
 	ProtocolName  []byte
 	ProtocolLevel byte
-	CleanStart    bool // "clean session" in v3
-	KeepAlive     uint16
-	ClientID      []byte
+	// Bridge is the 0x80 bit of the protocol level that mosquitto's bridges
+	// set (try_private): the client is a broker forwarding messages.
+	Bridge bool
+
+	CleanStart bool // "clean session" in v3
+	KeepAlive  uint16
+	ClientID   []byte
 
 	WillFlag    bool
 	WillQoS     byte
@@ -199,15 +212,15 @@ type Packet struct {
 // clear of the whole struct. Property fields mean something only with their
 // Present bit (or, for SubscriptionIDs and User, when non-empty).
 func (p *Packet) Reset() {
-	if p.Props.Present != 0 || len(p.Props.User) != 0 || len(p.Props.SubscriptionIDs) != 0 {
+	if p.Props.Present != 0 || len(p.Props.User) != 0 || len(p.Props.SubscriptionIDs) != 0 || len(p.Props.Order) != 0 {
 		p.Props.Reset()
 	}
 	if p.Type == CONNECT || p.Connect.ProtocolName != nil || p.Connect.ProtocolLevel != 0 {
 		will := &p.Connect.WillProps
 		will.Reset()
-		ids, user := will.SubscriptionIDs, will.User
+		ids, user, order := will.SubscriptionIDs, will.User, will.Order
 		p.Connect = Connect{}
-		p.Connect.WillProps.SubscriptionIDs, p.Connect.WillProps.User = ids, user
+		p.Connect.WillProps.SubscriptionIDs, p.Connect.WillProps.User, p.Connect.WillProps.Order = ids, user, order
 	}
 	p.Type, p.Flags = 0, 0
 	p.Dup, p.QoS, p.Retain = false, 0, false

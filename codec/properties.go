@@ -47,6 +47,47 @@ func buildPropsAllowed() (allowed [16]uint64) {
 	return allowed
 }
 
+// propOrder[scope] lists the properties that scope may carry in the order
+// they are written. The spec allows any order, but clients and tests that
+// compare bytes expect mosquitto's, so the packets mosquitto fills in a
+// fixed sequence follow it; the rest go in identifier order.
+var propOrder = buildPropOrder()
+
+func buildPropOrder() (order [16][]byte) {
+	first := map[PacketType][]byte{
+		// mosquitto adds its CONNACK properties when the connection is
+		// authorised (topic alias maximum, server keep alive, assigned
+		// client id, authentication) and then when sending (retain
+		// available, maximum packet size, receive maximum, maximum QoS).
+		CONNACK: {PropTopicAliasMaximum, PropServerKeepAlive, PropAssignedClientID, PropAuthMethod,
+			PropAuthData, PropRetainAvailable, PropMaximumPacketSize, PropReceiveMaximum, PropMaximumQoS},
+		// Subscription identifiers belong to the delivery and go before
+		// the message's own properties.
+		PUBLISH: {PropSubscriptionID},
+	}
+	// The message expiry interval is written after all others, as
+	// mosquitto does: it is recomputed for each delivery.
+	last := map[PacketType][]byte{PUBLISH: {PropMessageExpiry}, willScope: {PropMessageExpiry}}
+	for s := range order {
+		in := func(ids []byte, id byte) bool {
+			for _, x := range ids {
+				if x == id {
+					return true
+				}
+			}
+			return false
+		}
+		order[s] = append(order[s], first[PacketType(s)]...)
+		for id := byte(0); id < 64; id++ {
+			if propsAllowed[s]&(1<<id) != 0 && !in(first[PacketType(s)], id) && !in(last[PacketType(s)], id) {
+				order[s] = append(order[s], id)
+			}
+		}
+		order[s] = append(order[s], last[PacketType(s)]...)
+	}
+	return order
+}
+
 // PropertyAllowed reports whether packet type t may carry property id
 // (t == 0 asks about CONNECT will properties).
 func PropertyAllowed(t PacketType, id byte) bool {
@@ -85,6 +126,9 @@ func decodeProps(r *reader, p *Properties, scope PacketType) error {
 		if err := decodeProp(&pr, p, id, scope); err != nil {
 			return err
 		}
+		if scope == PUBLISH || scope == willScope {
+			p.Order = append(p.Order, id)
+		}
 	}
 	r.i = end
 	if p.Has(PropAuthData) && !p.Has(PropAuthMethod) {
@@ -106,7 +150,9 @@ var allProps = func() uint64 {
 func decodeProp(r *reader, p *Properties, id byte, scope PacketType) (err error) {
 	switch id {
 	case PropPayloadFormat:
-		p.PayloadFormat, err = r.flag()
+		// Only 0 and 1 are defined, but the spec does not make another
+		// value an error, and mosquitto passes any on: so does midge.
+		p.PayloadFormat, err = r.u8()
 	case PropMessageExpiry:
 		p.MessageExpiry, err = r.u32()
 	case PropContentType:
@@ -260,55 +306,94 @@ func propBytes(p *Properties, id byte) []byte {
 }
 
 // appendProps appends the property length size and the properties of p
-// that scope carries, in identifier order; size comes from propsSize.
+// that scope carries, in propOrder, except that a PUBLISH or will keeps the
+// order its publisher used (p.Order) for the properties it forwards; size
+// comes from propsSize.
 func appendProps(dst []byte, p *Properties, scope PacketType, size int) []byte {
 	dst = appendVarint(dst, size)
-	for m := propMask(p, scope); m != 0; m &= m - 1 {
-		id := byte(bits.TrailingZeros64(m))
-		switch id {
-		case PropPayloadFormat:
-			dst = append(dst, id, p.PayloadFormat)
-		case PropRequestProblemInfo:
-			dst = append(dst, id, p.RequestProblemInfo)
-		case PropRequestResponseInfo:
-			dst = append(dst, id, p.RequestResponseInfo)
-		case PropMaximumQoS:
-			dst = append(dst, id, p.MaximumQoS)
-		case PropRetainAvailable:
-			dst = append(dst, id, p.RetainAvailable)
-		case PropWildcardSubAvailable:
-			dst = append(dst, id, p.WildcardSubAvailable)
-		case PropSubIDAvailable:
-			dst = append(dst, id, p.SubIDAvailable)
-		case PropSharedSubAvailable:
-			dst = append(dst, id, p.SharedSubAvailable)
-		case PropServerKeepAlive:
-			dst = appendU16(append(dst, id), p.ServerKeepAlive)
-		case PropReceiveMaximum:
-			dst = appendU16(append(dst, id), p.ReceiveMaximum)
-		case PropTopicAliasMaximum:
-			dst = appendU16(append(dst, id), p.TopicAliasMaximum)
-		case PropTopicAlias:
-			dst = appendU16(append(dst, id), p.TopicAlias)
-		case PropMessageExpiry:
-			dst = appendU32(append(dst, id), p.MessageExpiry)
-		case PropSessionExpiry:
-			dst = appendU32(append(dst, id), p.SessionExpiry)
-		case PropWillDelay:
-			dst = appendU32(append(dst, id), p.WillDelay)
-		case PropMaximumPacketSize:
-			dst = appendU32(append(dst, id), p.MaximumPacketSize)
-		case PropSubscriptionID:
-			for _, v := range p.SubscriptionIDs {
-				dst = appendVarint(append(dst, id), int(v))
-			}
-		case PropUserProperty:
-			for _, u := range p.User {
-				dst = appendBinary(appendBinary(append(dst, id), u.Key), u.Value)
-			}
-		default:
-			dst = appendBinary(append(dst, id), propBytes(p, id))
+	m := propMask(p, scope)
+	if m == 0 {
+		return dst
+	}
+	user := 0 // user properties written so far
+	if len(p.Order) > 0 && (scope == PUBLISH || scope == willScope) {
+		// What the delivery adds (subscription identifiers) comes first,
+		// what it recomputes (message expiry) last.
+		if m&(1<<PropSubscriptionID) != 0 {
+			dst = appendProp(dst, p, PropSubscriptionID, &user)
+			m &^= 1 << PropSubscriptionID
 		}
+		for _, id := range p.Order {
+			if id >= 64 || m&(1<<id) == 0 || id == PropMessageExpiry {
+				continue
+			}
+			if id == PropUserProperty {
+				if user < len(p.User) {
+					u := p.User[user]
+					dst = appendBinary(appendBinary(append(dst, id), u.Key), u.Value)
+					user++
+				}
+				continue
+			}
+			dst = appendProp(dst, p, id, &user)
+			m &^= 1 << id
+		}
+	}
+	for _, id := range propOrder[scope] {
+		if m&(1<<id) != 0 {
+			dst = appendProp(dst, p, id, &user)
+		}
+	}
+	return dst
+}
+
+// appendProp appends property id of p; for user properties, those from
+// index *user on.
+func appendProp(dst []byte, p *Properties, id byte, user *int) []byte {
+	switch id {
+	case PropPayloadFormat:
+		dst = append(dst, id, p.PayloadFormat)
+	case PropRequestProblemInfo:
+		dst = append(dst, id, p.RequestProblemInfo)
+	case PropRequestResponseInfo:
+		dst = append(dst, id, p.RequestResponseInfo)
+	case PropMaximumQoS:
+		dst = append(dst, id, p.MaximumQoS)
+	case PropRetainAvailable:
+		dst = append(dst, id, p.RetainAvailable)
+	case PropWildcardSubAvailable:
+		dst = append(dst, id, p.WildcardSubAvailable)
+	case PropSubIDAvailable:
+		dst = append(dst, id, p.SubIDAvailable)
+	case PropSharedSubAvailable:
+		dst = append(dst, id, p.SharedSubAvailable)
+	case PropServerKeepAlive:
+		dst = appendU16(append(dst, id), p.ServerKeepAlive)
+	case PropReceiveMaximum:
+		dst = appendU16(append(dst, id), p.ReceiveMaximum)
+	case PropTopicAliasMaximum:
+		dst = appendU16(append(dst, id), p.TopicAliasMaximum)
+	case PropTopicAlias:
+		dst = appendU16(append(dst, id), p.TopicAlias)
+	case PropMessageExpiry:
+		dst = appendU32(append(dst, id), p.MessageExpiry)
+	case PropSessionExpiry:
+		dst = appendU32(append(dst, id), p.SessionExpiry)
+	case PropWillDelay:
+		dst = appendU32(append(dst, id), p.WillDelay)
+	case PropMaximumPacketSize:
+		dst = appendU32(append(dst, id), p.MaximumPacketSize)
+	case PropSubscriptionID:
+		for _, v := range p.SubscriptionIDs {
+			dst = appendVarint(append(dst, id), int(v))
+		}
+	case PropUserProperty:
+		for _, u := range p.User[*user:] {
+			dst = appendBinary(appendBinary(append(dst, id), u.Key), u.Value)
+		}
+		*user = len(p.User)
+	default:
+		dst = appendBinary(append(dst, id), propBytes(p, id))
 	}
 	return dst
 }

@@ -24,6 +24,12 @@ func ValidUTF8String(s []byte) bool {
 	return true
 }
 
+// MaxTopicSlashes is the most level separators a topic name or filter may
+// hold (so 201 levels). The spec sets no limit; mosquitto refuses more (a
+// PUBLISH as a protocol error, a SUBSCRIBE as malformed), and midge does the
+// same, which also bounds the trie's depth.
+const MaxTopicSlashes = 200
+
 // ValidTopicName reports whether t may name a PUBLISH topic: at least one
 // byte [MQTT-4.7.3-1] and no wildcard characters [MQTT-3.3.2-2]. It does not
 // check UTF-8; see ValidUTF8String.

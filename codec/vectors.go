@@ -1,6 +1,9 @@
 package codec
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // Vector is one test case of the codec: raw bytes and the packet they carry
 // (or, for invalid input, the reason the decoder must give). The broker's
@@ -21,19 +24,18 @@ type Vector struct {
 	MaxPacketSize int // the decoder's limit, for vectors that test it
 }
 
-// Vectors is every test case: each packet type at each protocol level
+// Vectors returns every test case: each packet type at each protocol level
 // (3.1.1 and 5.0 here and in vectors_v5.go; 3.1 copies of the 3.1.1
-// non-CONNECT vectors are added by init, since 3.1 differs only in
-// CONNECT), every v5 property at least once, and malformed input
-// (vectors_mal.go).
-var Vectors []Vector
-
-func init() {
-	Vectors = append(Vectors, vectors311...)
-	Vectors = append(Vectors, vectors5...)
-	Vectors = append(Vectors, vectorsMalformed...)
-	// 3.1 frames other than CONNECT are those of 3.1.1.
-	for _, v := range Vectors {
+// non-CONNECT vectors are added, since 3.1 differs only in CONNECT), every
+// v5 property at least once, and malformed input (vectors_mal.go). The
+// table is built on first use, not at init: the broker never uses it, and
+// building it cost every process ~330 KiB of heap at start.
+var Vectors = sync.OnceValue(func() []Vector {
+	var vs []Vector
+	vs = append(vs, vectors311...)
+	vs = append(vs, vectors5...)
+	vs = append(vs, vectorsMalformed...)
+	for _, v := range vs {
 		if v.Version != Version311 || v.Packet.Type == CONNECT {
 			continue
 		}
@@ -43,13 +45,14 @@ func init() {
 		} else {
 			v.Name += "Mqtt31"
 		}
-		Vectors = append(Vectors, v)
+		vs = append(vs, v)
 	}
-}
+	return vs
+})
 
 // VectorByName returns the vector called name, or false.
 func VectorByName(name string) (Vector, bool) {
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
 		if v.Name == name {
 			return v, true
 		}
@@ -66,6 +69,15 @@ var vectors311 = []Vector{
 		0, 60, // keep alive 60 s
 		0, 3, 'z', 'e', 'n', // client id
 	}, Packet: Packet{Type: CONNECT, Connect: Connect{ProtocolName: []byte("MQTT"), ProtocolLevel: 4,
+		CleanStart: true, KeepAlive: 60, ClientID: []byte("zen")}}},
+	{Name: "ConnectMqtt311Bridge", Raw: []byte{
+		0x10, 15, // CONNECT, remaining length
+		0, 4, 'M', 'Q', 'T', 'T', // protocol name
+		0x84,  // protocol level 3.1.1 with mosquitto's bridge bit (try_private)
+		0x02,  // flags: clean session
+		0, 60, // keep alive 60 s
+		0, 3, 'z', 'e', 'n', // client id
+	}, Packet: Packet{Type: CONNECT, Connect: Connect{ProtocolName: []byte("MQTT"), ProtocolLevel: 4, Bridge: true,
 		CleanStart: true, KeepAlive: 60, ClientID: []byte("zen")}}},
 	{Name: "ConnectMqtt311WillUserPass", Raw: []byte{
 		0x10, 37, // CONNECT, remaining length

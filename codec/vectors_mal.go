@@ -23,6 +23,17 @@ var vectorsMalformed = []Vector{
 	mal("UnsubscribeMalFlags", 4, MalformedPacket, 0xa0, 5, 0, 1, 0, 1, 'a'),  // [MQTT-2.1.3-1]
 	mal("PubackMalFlags", 4, MalformedPacket, 0x41, 2, 0, 1),                  // flags must be 0000 [MQTT-2.1.3-1]
 	mal("PingreqMalFlags", 4, MalformedPacket, 0xc8, 0),                       // [MQTT-2.1.3-1]
+	// Refused from the first byte, before the body their length promises:
+	// the decoder need not wait for 256 MiB that will never come.
+	mal("FixedHeaderMalReservedType0Early", 4, MalformedPacket,
+		0x00,                   // reserved type 0
+		0xff, 0xff, 0xff, 0x7f, // remaining length 268,435,455, body absent
+	),
+	mal("AuthMalMqtt311Early", 4, MalformedPacket, 0xf0, 0xff, 0xff, 0xff, 0x7f), // type 15 before 5.0
+	mal("PublishMalQoS3Early", 5, MalformedPacket, 0x36, 0xff, 0xff, 0xff, 0x7f), // [MQTT-3.3.1-4]
+	mal("PublishMalDupQoS0Early", 5, MalformedPacket, 0x38, 0xff, 0x7f),          // [MQTT-3.3.1-2]
+	mal("SubscribeMalFlagsEarly", 5, MalformedPacket, 0x80, 0xff, 0xff, 0x7f),    // [MQTT-2.1.3-1]
+	mal("PubrelMalFlagsEarly", 4, MalformedPacket, 0x60, 0x80),                   // [MQTT-2.1.3-1], length unfinished
 	{Name: "PublishMalTooLarge", Version: 4, Invalid: true, DecodeOnly: true, Reason: PacketTooLarge,
 		MaxPacketSize: 100, Raw: []byte{
 			0x30, 0x80, 0x01, // PUBLISH, remaining length 128: refused before the body arrives
@@ -43,11 +54,11 @@ var vectorsMalformed = []Vector{
 		0, 1, 'a', // topic
 		0, 0, // packet id 0 [MQTT-2.2.1-3]
 	),
-	mal("PublishMalTopicPlus", 4, TopicNameInvalid,
+	mal("PublishMalTopicPlus", 4, ProtocolError,
 		0x30, 5, // PUBLISH
 		0, 3, 'a', '/', '+', // wildcard in topic name [MQTT-3.3.2-2]
 	),
-	mal("PublishMalTopicHash", 5, TopicNameInvalid,
+	mal("PublishMalTopicHash", 5, ProtocolError,
 		0x30, 4, // PUBLISH
 		0, 1, '#', // wildcard in topic name [MQTT-3.3.2-2]
 		0, // property length
@@ -105,12 +116,6 @@ var vectorsMalformed = []Vector{
 		10,               // property length
 		0x02, 0, 0, 0, 1, // message expiry interval
 		0x02, 0, 0, 0, 2, // again
-	),
-	mal("PublishMalPayloadFormat2", 5, ProtocolError,
-		0x30, 6, // PUBLISH
-		0, 1, 'a', // topic
-		2,       // property length
-		0x01, 2, // payload format 2
 	),
 	mal("PublishMalPropertyLengthTooLong", 5, MalformedPacket,
 		0x30, 6, // PUBLISH
@@ -171,29 +176,31 @@ var vectorsMalformed = []Vector{
 		0x23, 0, 1, // topic alias is no PUBCOMP property
 	),
 
-	// SUBSCRIBE, UNSUBSCRIBE and their acknowledgements.
-	mal("SubscribeMalNoFilters", 4, ProtocolError, 0x82, 2, 0, 1),               // [MQTT-3.8.3-3]
-	mal("UnsubscribeMalNoFilters", 4, ProtocolError, 0xa2, 2, 0, 1),             // [MQTT-3.10.3-2]
-	mal("SubscribeMalPacketID0", 4, ProtocolError, 0x82, 6, 0, 0, 0, 1, 'a', 0), // [MQTT-2.2.1-3]
-	mal("SubscribeMalFilterHashNotLast", 4, TopicFilterInvalid,
+	// SUBSCRIBE, UNSUBSCRIBE and their acknowledgements. Every failure of a
+	// (UN)SUBSCRIBE is Malformed Packet, as mosquitto answers, but No Local
+	// on a shared subscription (a Protocol Error in the spec's words).
+	mal("SubscribeMalNoFilters", 4, MalformedPacket, 0x82, 2, 0, 1),               // [MQTT-3.8.3-3]
+	mal("UnsubscribeMalNoFilters", 4, MalformedPacket, 0xa2, 2, 0, 1),             // [MQTT-3.10.3-2]
+	mal("SubscribeMalPacketID0", 4, MalformedPacket, 0x82, 6, 0, 0, 0, 1, 'a', 0), // [MQTT-2.2.1-3], malformed as mosquitto says
+	mal("SubscribeMalFilterHashNotLast", 4, MalformedPacket,
 		0x82, 10, // SUBSCRIBE
 		0, 1, // packet id
 		0, 5, 'a', '/', '#', '/', 'b', // '#' not last [MQTT-4.7.1-1]
 		0, // options
 	),
-	mal("SubscribeMalFilterHashNotAlone", 4, TopicFilterInvalid,
+	mal("SubscribeMalFilterHashNotAlone", 4, MalformedPacket,
 		0x82, 9, // SUBSCRIBE
 		0, 1, // packet id
 		0, 4, 'a', '/', 'b', '#', // '#' shares its level [MQTT-4.7.1-1]
 		0, // options
 	),
-	mal("SubscribeMalFilterPlusNotAlone", 4, TopicFilterInvalid,
+	mal("SubscribeMalFilterPlusNotAlone", 4, MalformedPacket,
 		0x82, 9, // SUBSCRIBE
 		0, 1, // packet id
 		0, 4, 'a', '+', '/', 'b', // '+' shares its level [MQTT-4.7.1-2]
 		0, // options
 	),
-	mal("SubscribeMalFilterEmpty", 4, TopicFilterInvalid,
+	mal("SubscribeMalFilterEmpty", 4, MalformedPacket,
 		0x82, 5, // SUBSCRIBE
 		0, 1, // packet id
 		0, 0, // empty filter [MQTT-4.7.3-1]
@@ -210,7 +217,7 @@ var vectorsMalformed = []Vector{
 		0, 1, // packet id
 		0, 1, 'a', // filter without its options byte
 	),
-	mal("SubscribeMalQoS3", 4, ProtocolError,
+	mal("SubscribeMalQoS3", 4, MalformedPacket,
 		0x82, 6, // SUBSCRIBE
 		0, 1, // packet id
 		0, 1, 'a', // filter
@@ -229,7 +236,7 @@ var vectorsMalformed = []Vector{
 		0, 1, 'a', // filter
 		0x40, // bits 6-7 are reserved [MQTT-3.8.3-5]
 	),
-	mal("SubscribeMalRetainHandling3", 5, ProtocolError,
+	mal("SubscribeMalRetainHandling3", 5, MalformedPacket,
 		0x82, 7, // SUBSCRIBE
 		0, 1, // packet id
 		0,         // property length
@@ -243,14 +250,14 @@ var vectorsMalformed = []Vector{
 		0, 10, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', // shared filter
 		0x04, // no local [MQTT-3.8.3-4]
 	),
-	mal("SubscribeMalSharedNoFilter", 5, TopicFilterInvalid,
+	mal("SubscribeMalSharedNoFilter", 5, MalformedPacket,
 		0x82, 14, // SUBSCRIBE
 		0, 1, // packet id
 		0,                                            // property length
 		0, 8, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', // no topic filter after the share name [MQTT-4.8.2-2]
 		0, // options
 	),
-	mal("SubscribeMalSubscriptionIDTwice", 5, ProtocolError,
+	mal("SubscribeMalSubscriptionIDTwice", 5, MalformedPacket,
 		0x82, 11, // SUBSCRIBE
 		0, 1, // packet id
 		4,       // property length
@@ -259,7 +266,7 @@ var vectorsMalformed = []Vector{
 		0, 1, 'a', // filter
 		0, // options
 	),
-	mal("SubscribeMalSubscriptionID0", 5, ProtocolError,
+	mal("SubscribeMalSubscriptionID0", 5, MalformedPacket,
 		0x82, 9, // SUBSCRIBE
 		0, 1, // packet id
 		2,       // property length
@@ -267,7 +274,7 @@ var vectorsMalformed = []Vector{
 		0, 1, 'a', // filter
 		0, // options
 	),
-	mal("UnsubscribeMalFilterHashNotLast", 4, TopicFilterInvalid,
+	mal("UnsubscribeMalFilterHashNotLast", 4, MalformedPacket,
 		0xa2, 7, // UNSUBSCRIBE
 		0, 1, // packet id
 		0, 3, '#', '/', 'a', // '#' not last [MQTT-4.7.1-1]
@@ -412,4 +419,50 @@ var vectorsMalformed = []Vector{
 	mal("DisconnectMalMqtt311Payload", 4, MalformedPacket, 0xe0, 1, 0),
 	mal("DisconnectMalReasonCode", 5, ProtocolError, 0xe0, 1, 0x05),
 	mal("AuthMalReasonCode", 5, ProtocolError, 0xf0, 1, 0x87),
+}
+
+// ServerVector is input a server refuses from the start of a fixed header
+// (Decoder.ServerFrame), before the body: Early is how many bytes of Raw it
+// takes (fewer are incomplete); the rest of Raw is what a client might send
+// after them, which is never waited for.
+type ServerVector struct {
+	Name          string
+	Version       byte // the connection's protocol level (0: no CONNECT yet)
+	Connected     bool // a CONNECT was accepted
+	Raw           []byte
+	Early         int
+	Reason        byte // the *Error's reason (v5 DISCONNECT, when connected)
+	MaxPacketSize int
+}
+
+// ServerVectors are the fixed headers a server refuses early.
+var ServerVectors = []ServerVector{
+	// Before CONNECT: only CONNECT may come [MQTT-3.1.0-1].
+	{Name: "FirstReservedType0", Raw: []byte{0x00, 0xff, 0xff, 0xff, 0x7f}, Early: 1, Reason: ProtocolError},
+	{Name: "FirstPublish", Raw: []byte{0x30, 0x05, 0, 1, 'a', 'h', 'i'}, Early: 1, Reason: ProtocolError},
+	{Name: "FirstPingreq", Raw: []byte{0xc0, 0x00}, Early: 1, Reason: ProtocolError},
+	{Name: "FirstAuth", Raw: []byte{0xf0, 0x02, 0x18, 0x00}, Early: 1, Reason: ProtocolError}, // no method: nothing to continue
+	{Name: "FirstDisconnect", Raw: []byte{0xe0, 0x00}, Early: 1, Reason: ProtocolError},
+	{Name: "FirstConnectFlags", Raw: []byte{0x12, 0x0a, 0, 4, 'M', 'Q', 'T', 'T'}, Early: 1, Reason: MalformedPacket}, // [MQTT-2.1.3-1]
+	{Name: "FirstConnectTooLarge", Raw: []byte{
+		0x10,             // CONNECT
+		0x80, 0x80, 0x24, // remaining length 589,824: over MaxConnectSize
+		0, 4, 'M', 'Q', 'T', 'T'}, Early: 4, Reason: PacketTooLarge},
+	{Name: "FirstConnectOverMaxPacketSize", MaxPacketSize: 100, Raw: []byte{
+		0x10, 0x80, 0x01, // CONNECT, remaining length 128
+		0, 4, 'M', 'Q', 'T', 'T'}, Early: 3, Reason: PacketTooLarge},
+
+	// After CONNECT.
+	{Name: "ReservedType0", Version: Version311, Connected: true, Raw: []byte{0x00, 0xff, 0xff, 0xff, 0x7f}, Early: 1, Reason: MalformedPacket},
+	{Name: "ReservedType0Mqtt5", Version: Version5, Connected: true, Raw: []byte{0x00, 0x10, 1, 2, 3}, Early: 1, Reason: MalformedPacket},
+	{Name: "AuthMqtt311", Version: Version311, Connected: true, Raw: []byte{0xf0, 0x00}, Early: 1, Reason: MalformedPacket},
+	{Name: "PublishQoS3", Version: Version5, Connected: true, Raw: []byte{0x36, 0xff, 0x7f}, Early: 1, Reason: MalformedPacket},
+	{Name: "PubackFlags", Version: Version5, Connected: true, Raw: []byte{0x42, 0x02, 0, 1}, Early: 1, Reason: MalformedPacket},
+	{Name: "SecondConnect", Version: Version5, Connected: true, Raw: []byte{0x10, 0xff, 0x7f}, Early: 1, Reason: ProtocolError}, // [MQTT-3.1.0-2]
+	{Name: "ConnackFromClient", Version: Version5, Connected: true, Raw: []byte{0x20, 0x03, 0, 0, 0}, Early: 1, Reason: ProtocolError},
+	{Name: "SubackFromClient", Version: Version311, Connected: true, Raw: []byte{0x90, 0x03, 0, 1, 0}, Early: 1, Reason: ProtocolError},
+	{Name: "PingrespFromClient", Version: Version311, Connected: true, Raw: []byte{0xd0, 0x00}, Early: 1, Reason: ProtocolError},
+	{Name: "PublishOverMaxPacketSize", Version: Version5, Connected: true, MaxPacketSize: 100, Raw: []byte{
+		0x30, 0x80, 0x01, // PUBLISH, remaining length 128
+		0, 1, 'a'}, Early: 3, Reason: PacketTooLarge},
 }

@@ -43,7 +43,7 @@ func equalValues(a, b reflect.Value) bool {
 func describe(p *Packet) string { return fmt.Sprintf("%+v", *p) }
 
 func TestVectorsDecode(t *testing.T) {
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
 		if v.EncodeOnly {
 			continue
 		}
@@ -75,7 +75,7 @@ func TestVectorsDecode(t *testing.T) {
 }
 
 func TestVectorsEncode(t *testing.T) {
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
 		if v.DecodeOnly || v.Invalid {
 			continue
 		}
@@ -105,7 +105,7 @@ func TestVectorsEncode(t *testing.T) {
 // TestVectorsRoundTrip decodes every valid vector, encodes the result and
 // decodes that again: the packet must survive.
 func TestVectorsRoundTrip(t *testing.T) {
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
 		if v.Invalid || v.EncodeOnly {
 			continue
 		}
@@ -130,7 +130,7 @@ func TestVectorsRoundTrip(t *testing.T) {
 // TestVectorsByteByByte feeds each valid frame one byte at a time: the
 // decoder reports ErrIncomplete and consumes nothing until the last byte.
 func TestVectorsByteByByte(t *testing.T) {
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
 		if v.EncodeOnly || v.Invalid {
 			continue
 		}
@@ -159,7 +159,7 @@ func TestVectorsConcatenated(t *testing.T) {
 	for _, level := range []byte{Version31, Version311, Version5} {
 		var buf []byte
 		var want []Vector
-		for _, v := range Vectors {
+		for _, v := range Vectors() {
 			if v.Invalid || v.EncodeOnly || v.Packet.Type == CONNECT || v.Version != level {
 				continue
 			}
@@ -189,7 +189,7 @@ func TestVectorsConcatenated(t *testing.T) {
 func TestVectorsCoverage(t *testing.T) {
 	seen := map[[2]byte]bool{}
 	var props uint64
-	for _, v := range Vectors {
+	for _, v := range Vectors() {
 		if v.Invalid {
 			continue
 		}
@@ -214,5 +214,50 @@ func TestVectorsCoverage(t *testing.T) {
 	}
 	if props != allProps {
 		t.Errorf("properties without a vector: %#x", allProps&^props)
+	}
+}
+
+// TestServerVectors: each is refused once its first Early bytes are in,
+// never before, and never later: a server closes the connection without
+// waiting for a body.
+func TestServerVectors(t *testing.T) {
+	for _, v := range ServerVectors {
+		t.Run(v.Name, func(t *testing.T) {
+			d := Decoder{Version: v.Version, MaxPacketSize: v.MaxPacketSize}
+			for i := 0; i < v.Early; i++ {
+				if n, err := d.ServerFrame(v.Raw[:i], v.Connected); err != ErrIncomplete || n != 0 {
+					t.Fatalf("ServerFrame(first %d bytes) = %d, %v; want ErrIncomplete", i, n, err)
+				}
+			}
+			for i := v.Early; i <= len(v.Raw); i++ {
+				n, err := d.ServerFrame(v.Raw[:i], v.Connected)
+				var e *Error
+				if !errors.As(err, &e) || e.Reason != v.Reason || n != 0 {
+					t.Fatalf("ServerFrame(first %d bytes) = %d, %v; want reason %#x", i, n, err, v.Reason)
+				}
+			}
+		})
+	}
+}
+
+// TestServerFrameValid: every valid vector a client sends passes
+// ServerFrame with its whole size, CONNECT first and the rest after it.
+func TestServerFrameValid(t *testing.T) {
+	clientSends := map[PacketType]bool{CONNECT: true, PUBLISH: true, PUBACK: true, PUBREC: true, PUBREL: true,
+		PUBCOMP: true, SUBSCRIBE: true, UNSUBSCRIBE: true, PINGREQ: true, DISCONNECT: true, AUTH: true}
+	n := 0
+	for _, v := range Vectors() {
+		if v.Invalid || v.EncodeOnly || !clientSends[v.Packet.Type] {
+			continue
+		}
+		n++
+		d := Decoder{Version: v.Version}
+		total, err := d.ServerFrame(v.Raw, v.Packet.Type != CONNECT)
+		if err != nil || total != len(v.Raw) {
+			t.Errorf("%s: ServerFrame = %d, %v; want %d", v.Name, total, err, len(v.Raw))
+		}
+	}
+	if n < 50 {
+		t.Fatalf("only %d vectors checked", n)
 	}
 }

@@ -44,12 +44,12 @@ var vectors5 = []Vector{
 		0, 3, 'z', 'e', 'n', // client id
 		34,      // will property length
 		0x01, 1, // payload format: UTF-8
-		0x02, 0, 0, 0, 30, // message expiry interval
 		0x03, 0, 4, 't', 'e', 'x', 't', // content type
 		0x08, 0, 1, 'r', // response topic
 		0x09, 0, 1, 9, // correlation data
 		0x18, 0, 0, 0, 5, // will delay interval
 		0x26, 0, 1, 'k', 0, 1, 'v', // user property
+		0x02, 0, 0, 0, 30, // message expiry interval, written last as mosquitto does
 		0, 3, 'l', 'w', 't', // will topic
 		0, 3, 'b', 'y', 'e', // will payload
 		0, 4, 'u', 's', 'e', 'r', // username
@@ -63,7 +63,9 @@ var vectors5 = []Vector{
 		Connect: Connect{ProtocolName: []byte("MQTT"), ProtocolLevel: 5, CleanStart: true, KeepAlive: 30,
 			ClientID: []byte("zen"), WillFlag: true, WillQoS: 2,
 			WillProps: props(Properties{PayloadFormat: 1, MessageExpiry: 30, ContentType: []byte("text"),
-				ResponseTopic: []byte("r"), CorrelationData: []byte{9}, WillDelay: 5, User: userKV},
+				ResponseTopic: []byte("r"), CorrelationData: []byte{9}, WillDelay: 5, User: userKV,
+				Order: []byte{PropPayloadFormat, PropContentType, PropResponseTopic, PropCorrelationData,
+					PropWillDelay, PropUserProperty, PropMessageExpiry}},
 				PropPayloadFormat, PropMessageExpiry, PropContentType, PropResponseTopic, PropCorrelationData,
 				PropWillDelay),
 			WillTopic: []byte("lwt"), WillPayload: []byte("bye"),
@@ -99,23 +101,25 @@ var vectors5 = []Vector{
 	}, Packet: Packet{Type: CONNACK, ReasonCode: BadUsernameOrPassword}},
 	{Name: "ConnackMqtt5Props", Version: 5, Raw: []byte{
 		0x20, 76, // CONNACK, remaining length
-		0x01,              // acknowledge flags: session present
-		0x00,              // reason code: success
-		73,                // property length
-		0x11, 0, 0, 0, 60, // session expiry interval
-		0x12, 0, 4, 'a', 'u', 't', 'o', // assigned client identifier
+		0x01, // acknowledge flags: session present
+		0x00, // reason code: success
+		73,   // property length
+		// mosquitto's order first (what it adds when the client is
+		// authorised, then when sending), then by identifier
+		0x22, 0, 8, // topic alias maximum
 		0x13, 0, 30, // server keep alive
+		0x12, 0, 4, 'a', 'u', 't', 'o', // assigned client identifier
 		0x15, 0, 5, 'S', 'C', 'R', 'A', 'M', // authentication method
 		0x16, 0, 1, 7, // authentication data
+		0x25, 0, // retain available: no
+		0x27, 0, 0, 0x40, 0, // maximum packet size 16384
+		0x21, 0, 20, // receive maximum
+		0x24, 1, // maximum QoS
+		0x11, 0, 0, 0, 60, // session expiry interval
 		0x1a, 0, 4, 'i', 'n', 'f', 'o', // response information
 		0x1c, 0, 3, 's', 'r', 'v', // server reference
 		0x1f, 0, 2, 'o', 'k', // reason string
-		0x21, 0, 20, // receive maximum
-		0x22, 0, 8, // topic alias maximum
-		0x24, 1, // maximum QoS
-		0x25, 0, // retain available: no
 		0x26, 0, 1, 'k', 0, 1, 'v', // user property
-		0x27, 0, 0, 0x40, 0, // maximum packet size 16384
 		0x28, 1, // wildcard subscription available
 		0x29, 1, // subscription identifiers available
 		0x2a, 0, // shared subscription available: no
@@ -140,25 +144,36 @@ var vectors5 = []Vector{
 		0x32, 60, // PUBLISH QoS 1, remaining length
 		0, 3, 'a', '/', 'b', // topic
 		0, 7, // packet id
-		47,      // property length
-		0x01, 1, // payload format: UTF-8
-		0x02, 0, 0, 0, 30, // message expiry interval
-		0x03, 0, 4, 'j', 's', 'o', 'n', // content type
-		0x08, 0, 3, 'r', '/', '1', // response topic
-		0x09, 0, 2, 0xab, 0xcd, // correlation data
+		47, // property length
+		// the delivery's own first, the publisher's in its order,
+		// the recomputed expiry last (mosquitto's order)
 		0x0b, 0xac, 0x02, // subscription identifier 300
 		0x0b, 5, // subscription identifier 5
-		0x23, 0, 3, // topic alias
+		0x01, 1, // payload format: UTF-8
+		0x03, 0, 4, 'j', 's', 'o', 'n', // content type
+		0x08, 0, 3, 'r', '/', '1', // response topic
 		0x26, 0, 1, 'k', 0, 1, 'v', // user property
+		0x09, 0, 2, 0xab, 0xcd, // correlation data
+		0x23, 0, 3, // topic alias
 		0x26, 0, 1, 'k', 0, 1, 'w', // user property, same key again
+		0x02, 0, 0, 0, 30, // message expiry interval
 		'h', 'e', 'l', 'l', 'o', // payload
 	}, Packet: Packet{Type: PUBLISH, Flags: 0x02, QoS: 1, Topic: []byte("a/b"), PacketID: 7,
 		Props: props(Properties{PayloadFormat: 1, MessageExpiry: 30, ContentType: []byte("json"),
 			ResponseTopic: []byte("r/1"), CorrelationData: []byte{0xab, 0xcd}, SubscriptionIDs: []uint32{300, 5},
-			TopicAlias: 3, User: userKVW},
+			TopicAlias: 3, User: userKVW, Order: []byte{PropSubscriptionID, PropSubscriptionID, PropPayloadFormat,
+				PropContentType, PropResponseTopic, PropUserProperty, PropCorrelationData, PropTopicAlias,
+				PropUserProperty, PropMessageExpiry}},
 			PropPayloadFormat, PropMessageExpiry, PropContentType, PropResponseTopic, PropCorrelationData,
 			PropTopicAlias),
 		Payload: []byte("hello")}},
+	{Name: "PublishMqtt5PayloadFormatUnknown", Version: 5, Raw: []byte{
+		0x30, 6, // PUBLISH QoS 0, remaining length
+		0, 1, 'a', // topic
+		2,          // property length
+		0x01, 0xed, // payload format 0xed: not one the spec defines, passed on as mosquitto does
+	}, Packet: Packet{Type: PUBLISH, Topic: []byte("a"),
+		Props: props(Properties{PayloadFormat: 0xed, Order: []byte{PropPayloadFormat}}, PropPayloadFormat)}},
 	{Name: "PublishMqtt5PropsAnyOrder", Version: 5, DecodeOnly: true, Raw: []byte{
 		0x30, 16, // PUBLISH QoS 0, remaining length
 		0, 1, 'a', // topic
@@ -167,14 +182,15 @@ var vectors5 = []Vector{
 		0x26, 0, 1, 'k', 0, 1, 'v', // user property
 		0x01, 0, // payload format: unspecified bytes
 	}, Packet: Packet{Type: PUBLISH, Topic: []byte("a"),
-		Props: props(Properties{TopicAlias: 3, User: userKV}, PropTopicAlias, PropPayloadFormat)}},
+		Props: props(Properties{TopicAlias: 3, User: userKV,
+			Order: []byte{PropTopicAlias, PropUserProperty, PropPayloadFormat}}, PropTopicAlias, PropPayloadFormat)}},
 	{Name: "PublishMqtt5TopicAliasEmptyTopic", Version: 5, Raw: []byte{
 		0x30, 8, // PUBLISH QoS 0, remaining length
 		0, 0, // empty topic: the alias names it [MQTT-3.3.2-1]
 		3,          // property length
 		0x23, 0, 3, // topic alias
 		'h', 'i', // payload
-	}, Packet: Packet{Type: PUBLISH, Topic: []byte{}, Props: props(Properties{TopicAlias: 3}, PropTopicAlias),
+	}, Packet: Packet{Type: PUBLISH, Topic: []byte{}, Props: props(Properties{TopicAlias: 3, Order: []byte{PropTopicAlias}}, PropTopicAlias),
 		Payload: []byte("hi")}},
 	{Name: "PublishMqtt5QoS2DupRetain", Version: 5, Raw: []byte{
 		0x3d, 6, // PUBLISH DUP QoS 2 retain, remaining length

@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -84,6 +85,49 @@ type Config struct {
 
 	// MetricsListener is midge's own: an address for Prometheus /metrics.
 	MetricsListener string
+	// EventLoops is midge's own: the number of event loops, and of threads
+	// running Go code (GOMAXPROCS); 0 is one per core. 1 suits a
+	// single-core board.
+	EventLoops int
+	// MetricsUser is midge's own: the user of password_file whose
+	// credentials the metrics listener (dashboard, /metrics, pprof) asks
+	// for. Required when MetricsListener is not on loopback.
+	MetricsUser string
+
+	Bridges []*Bridge // `connection` blocks, in file order (config/bridge.go)
+
+	PidFile string // pid_file: written at start, removed at stop
+	// User is whom a broker started as root becomes once its sockets are
+	// bound (default "mosquitto", or "nobody" when that user is missing).
+	User    string
+	UserSet bool
+	// SetTCPNoDelay is set_tcp_nodelay. midge's default is true (mosquitto's
+	// is false): it batches its writes per loop turn, so Nagle's algorithm
+	// only adds delay; `set_tcp_nodelay false` turns Nagle on.
+	SetTCPNoDelay         bool
+	MemoryLimit           int64 // memory_limit, bytes of heap (0: no limit)
+	MaxInflightBytes      int   // max_inflight_bytes (0: no limit)
+	UpgradeOutgoingQoS    bool  // upgrade_outgoing_qos
+	CheckRetainSource     bool  // check_retain_source (default true)
+	AutosaveOnChanges     bool  // autosave_on_changes: autosave_interval counts changes
+	QueueQoS0Messages     bool  // queue_qos0_messages
+	ClientIDPrefixes      string
+	LogFacility           int // log_facility N: syslog's local N; -1 (default): daemon
+	WebsocketsHeadersSize int // websockets_headers_size (0: 1024, as libwebsockets)
+	WebsocketsLogLevel    int // websockets_log_level
+	PSKFile               string
+	// ResponseInfoPrefix is midge's own response_information_prefix: v5
+	// clients asking for Response Information get it followed by their
+	// client id ("": none, as mosquitto).
+	ResponseInfoPrefix string
+
+	// Notices are one log line each for settings midge reads but serves
+	// differently from mosquitto (OpenSSL-only options Go's TLS has no use
+	// for); the broker logs them at start.
+	Notices []string
+
+	// Cluster is midge's own cluster_* keys (keys_cluster.go).
+	Cluster Cluster
 
 	uses []use // settings whose feature may not be built yet
 }
@@ -99,16 +143,53 @@ type Listener struct {
 	MaxTopicAlias  int // default 10
 
 	CAFile, CAPath, CertFile, KeyFile string
+	CRLFile                           string // revoked client certificates (PEM or DER)
 	Ciphers                           string
 	TLSVersion                        string // "", "tlsv1.1", "tlsv1.2", "tlsv1.3"
 	RequireCertificate                bool
 	UseIdentityAsUsername             bool
+	UseSubjectAsUsername              bool
+
+	MaxQoS                byte   // max_qos (default 2)
+	UseUsernameAsClientID bool   // use_username_as_clientid
+	HTTPDir               string // http_dir: static files on a websockets listener
+	SocketDomain          string // "", "ipv4" or "ipv6"
+	BindInterface         string // bind_interface: the interface's address is the bind address
 
 	// Security applies when Config.PerListenerSettings is true.
 	Security Security
 
 	isDefault bool
 	keys      int // how many keys configured this listener
+}
+
+// ReloadedFiles are the files the broker reads again on SIGHUP (password
+// and ACL files).
+func (c *Config) ReloadedFiles() []string {
+	var fs []string
+	add := func(s *Security) {
+		for _, f := range []string{s.PasswordFile, s.ACLFile} {
+			if f != "" {
+				fs = append(fs, f)
+			}
+		}
+	}
+	add(&c.Security)
+	if c.PerListenerSettings {
+		for _, l := range c.Listeners {
+			add(&l.Security)
+		}
+	}
+	return fs
+}
+
+// UnixPath is the socket path of a Unix domain socket listener (mosquitto's
+// `listener 0 PATH`), or "".
+func (l *Listener) UnixPath() string {
+	if l.Port == 0 && strings.Contains(l.Bind, "/") {
+		return l.Bind
+	}
+	return ""
 }
 
 // TLS reports whether the listener serves TLS (certfile and keyfile set).
@@ -120,8 +201,13 @@ type Security struct {
 	AllowAnonymous          bool
 	PasswordFile            string
 	ACLFile                 string
-	AllowZeroLengthClientID bool   // default true
-	AutoIDPrefix            string // default "auto-"
+	AllowZeroLengthClientID bool      // default true
+	AutoIDPrefix            string    // default "auto-"
+	Plugins                 []*Plugin // plugin / auth_plugin lines, in order (keys_auth.go)
+	// AllowSpecialChars is auth_plugin_deny_special_chars false: an
+	// auth_plugin (go-auth) is asked about clients whose username or client
+	// id holds '+' or '#' too, rather than refusing them every topic.
+	AllowSpecialChars bool
 
 	anonymousSet bool
 }
@@ -168,7 +254,7 @@ func defaultSecurity() Security {
 }
 
 func defaultListener() *Listener {
-	return &Listener{Protocol: "mqtt", MaxConnections: -1, MaxTopicAlias: 10, Security: defaultSecurity()}
+	return &Listener{Protocol: "mqtt", MaxConnections: -1, MaxTopicAlias: 10, MaxQoS: 2, Security: defaultSecurity()}
 }
 
 func newConfig() *Config {
@@ -187,6 +273,10 @@ func newConfig() *Config {
 		AutosaveInterval:    1800 * time.Second,
 		PersistenceSync:     "always",
 		ListenerReusePort:   true,
+		User:                "mosquitto",
+		SetTCPNoDelay:       true,
+		CheckRetainSource:   true,
+		LogFacility:         -1,
 	}
 }
 
@@ -217,7 +307,13 @@ func (c *Config) finish() {
 			l.Port = 1883
 		}
 		if !l.Security.anonymousSet {
-			l.Security.AllowAnonymous = false
+			// mosquitto 2.0.11 leaves anonymous access on for the default
+			// listener (`port`/`bind_address`) under per_listener_settings;
+			// midge does so only while nothing there checks clients (it
+			// does even with a password_file).
+			sec := &l.Security
+			l.Security.AllowAnonymous = c.PerListenerSettings && l.isDefault &&
+				sec.PasswordFile == "" && sec.ACLFile == "" && len(sec.Plugins) == 0
 		}
 	}
 	if !c.Security.anonymousSet {
@@ -242,11 +338,7 @@ const (
 // NotBuilt lists the features the broker cannot serve yet. Delete an entry
 // when its feature lands; Unsupported then stops refusing its settings.
 var NotBuilt = map[Feature]bool{
-	FeatureMountPoint: true,
-	FeatureUnixSocket: true,
-	FeatureLogSyslog:  true,
-	FeatureLogTopic:   true,
-	FeatureLogDLT:     true,
+	FeatureLogDLT: true,
 }
 
 type use struct {

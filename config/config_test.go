@@ -94,6 +94,8 @@ autosave_interval 60
 persistence_sync interval
 metrics_listener 127.0.0.1:9100
 listener_reuseport false
+event_loops 1
+metrics_user ops
 `, func(t *testing.T, c *Config) {
 			if len(c.Listeners) != 2 {
 				t.Fatalf("listeners %+v", c.Listeners)
@@ -116,7 +118,7 @@ listener_reuseport false
 				c.LogTimestamp || c.LogTimestampFormat != "%Y-%m-%dT%H:%M:%S" || c.ConnectionMessages ||
 				c.Persistence || c.PersistenceLocation != "/var/lib/midge/" || c.PersistenceFile != "m.db" ||
 				c.AutosaveInterval != time.Minute || c.PersistenceSync != "interval" || c.MetricsListener != "127.0.0.1:9100" ||
-				c.ListenerReusePort {
+				c.ListenerReusePort || c.EventLoops != 1 || c.MetricsUser != "ops" {
 				t.Fatalf("globals %+v", c)
 			}
 			if err := c.Unsupported(); err != nil {
@@ -238,14 +240,87 @@ var invalidCases = []struct {
 	{"per_listener_settings late", "allow_anonymous true\nper_listener_settings true\n", "midge.conf:2: per_listener_settings: must be set before any other security setting (the first is at midge.conf:1)", true},
 	{"certfile alone", "listener 8883\ncertfile /c.pem\n", "midge.conf:1: listener: certfile and keyfile must be given together", false},
 	{"require_certificate without CA", "listener 8883\ncertfile /c\nkeyfile /k\nrequire_certificate true\n", "midge.conf:1: listener: require_certificate needs cafile or capath", false},
+	{"crlfile without require_certificate", "listener 8883\ncertfile /c\nkeyfile /k\ncafile /ca\ncrlfile /crl\n", "midge.conf:1: listener: crlfile needs require_certificate true", false},
+	{"same socket twice", "listener 0 /run/m.sock\nlistener 0 /run/m.sock\n", "midge.conf:2: listener: socket /run/m.sock is also configured at midge.conf:1", false},
 	{"same listener twice", "listener 1883\nlistener 1883\n", "midge.conf:2: listener: listener :1883 is also configured at midge.conf:1", false},
 	{"default listener clashes", "max_connections 5\nlistener 1883\n", "midge.conf:1: listener: listener :1883 (the default listener, from keys before the first `listener` line) is also configured at midge.conf:2", false},
 	{"listener reuseport", "listener_reuseport yes\n", `midge.conf:1: listener_reuseport: expected true or false, got "yes"`, false},
+	{"event loops", "event_loops -1\n", `midge.conf:1: event_loops: expected an integer from 0 to 1024, got "-1"`, false},
 	{"metrics listener", "metrics_listener localhost\n", `midge.conf:1: metrics_listener: expected HOST:PORT, got "localhost"`, false},
 	{"mount point wildcard", "listener 1\nmount_point a/+/\n", `midge.conf:2: mount_point: must not contain '+' or '#', got "a/+/"`, false},
 	{"unknown key", "foo_bar 1\n", `midge.conf:1: unknown configuration key "foo_bar"`, true},
-	{"mosquitto key", "listener 1883\nmax_qos 1\n", `midge.conf:2: max_qos: mosquitto key not supported by midge`, false},
-	{"mosquitto prefix key", "auth_opt_db x\n", `midge.conf:1: auth_opt_db: mosquitto key not supported by midge`, false},
+	{"plugin option without a plugin", "auth_opt_db x\n", `midge.conf:1: auth_opt_db: an option with no plugin (or auth_plugin) line before it`, false},
+	{"plugin not served", "plugin /usr/lib/x.so\n", `midge.conf:1: plugin: plugin "/usr/lib/x.so" is not supported by midge (it serves mosquitto_dynamic_security, go-auth's http and files backends, mosquitto_password_file and mosquitto_acl_file natively; no shared object is loaded)`, false},
+	{"psk listener", "listener 8884\npsk_hint hint\n", `midge.conf:2: psk_hint: a TLS-PSK listener cannot be served: Go's TLS has no PSK cipher suites, and serving this listener without PSK would change who may connect`, false},
+	{"engine key", "tls_keyform engine\n", `midge.conf:1: tls_keyform: a key held in an OpenSSL engine cannot be loaded by Go's TLS: use a PEM keyfile (tls_keyform pem)`, false},
+	{"max qos", "max_qos 3\n", `midge.conf:1: max_qos: expected an integer from 0 to 2, got "3"`, false},
+	{"socket domain", "socket_domain ipv5\n", `midge.conf:1: socket_domain: expected ipv4 or ipv6, got "ipv5"`, false},
+	{"log facility", "log_facility 8\n", `midge.conf:1: log_facility: expected an integer from 0 to 7, got "8"`, false},
+	{"user", "user a b\n", `midge.conf:1: user: expected one value, got "a b"`, false},
+}
+
+// TestParseMoreKeys: the keys of mosquitto.conf(5) beyond the core set,
+// each at a value, land in the configuration.
+func TestParseMoreKeys(t *testing.T) {
+	file := `pid_file /run/m.pid
+user nobody
+set_tcp_nodelay false
+memory_limit 1000000
+max_inflight_bytes 100
+upgrade_outgoing_qos true
+allow_duplicate_messages false
+check_retain_source false
+autosave_on_changes true
+queue_qos0_messages true
+clientid_prefixes secure-
+log_facility 5
+websockets_headers_size 2048
+websockets_log_level 7
+auth_plugin_deny_special_chars true
+psk_file /etc/psk
+listener 8883 127.0.0.1
+max_qos 1
+use_username_as_clientid true
+socket_domain ipv4
+bind_interface lo
+http_dir /var/www
+mount_point m/
+certfile /c.pem
+keyfile /k.pem
+cafile /ca.pem
+require_certificate true
+use_subject_as_username true
+crlfile /crl.pem
+dhparamfile /dh.pem
+ciphers_tls1.3 TLS_AES_128_GCM_SHA256
+tls_engine pkcs11
+tls_keyform pem
+`
+	c, err := ParseReader("midge.conf", strings.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Listeners[0]
+	if c.PidFile != "/run/m.pid" || c.User != "nobody" || !c.UserSet || c.SetTCPNoDelay || c.MemoryLimit != 1e6 ||
+		c.MaxInflightBytes != 100 || !c.UpgradeOutgoingQoS || c.CheckRetainSource || !c.AutosaveOnChanges ||
+		!c.QueueQoS0Messages || c.ClientIDPrefixes != "secure-" || c.LogFacility != 5 ||
+		c.WebsocketsHeadersSize != 2048 || c.WebsocketsLogLevel != 7 || c.PSKFile != "/etc/psk" {
+		t.Fatalf("globals %+v", c)
+	}
+	if l.MaxQoS != 1 || !l.UseUsernameAsClientID || l.SocketDomain != "ipv4" || l.BindInterface != "lo" ||
+		l.HTTPDir != "/var/www" || l.MountPoint != "m/" || !l.UseSubjectAsUsername || l.CRLFile != "/crl.pem" {
+		t.Fatalf("listener %+v", l)
+	}
+	// allow_duplicate_messages, websockets_log_level, psk_file,
+	// dhparamfile, ciphers_tls1.3 and tls_engine are accepted with a line
+	// in the log saying how midge treats them.
+	if len(c.Notices) != 6 || !strings.HasPrefix(c.Notices[0], "midge.conf:7: allow_duplicate_messages: ") {
+		t.Fatalf("notices %q", c.Notices)
+	}
+	d := Default()
+	if d.User != "mosquitto" || !d.SetTCPNoDelay || !d.CheckRetainSource || d.LogFacility != -1 || d.Listeners[0].MaxQoS != 2 {
+		t.Fatalf("defaults %+v", d)
+	}
 }
 
 func TestParseInvalid(t *testing.T) {
@@ -308,17 +383,14 @@ keyfile /k.pem
 listener 9001
 protocol websockets
 persistence true
-log_dest syslog
-listener 1883
-mount_point tenant/
+log_dest dlt
 `
 	c, err := ParseReader("midge.conf", strings.NewReader(file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Join([]string{
-		"midge.conf:8: log_dest: not supported yet (logging to syslog)",
-		"midge.conf:10: mount_point: not supported yet (mount points)",
+		"midge.conf:8: log_dest: not supported yet (logging to DLT)",
 	}, "\n")
 	if err := c.Unsupported(); err == nil || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
@@ -327,10 +399,10 @@ mount_point tenant/
 		t.Fatalf("settings not recorded: %+v", c)
 	}
 	// A feature that lands drops out of the list.
-	NotBuilt[FeatureMountPoint] = false
-	defer func() { NotBuilt[FeatureMountPoint] = true }()
-	if err := c.Unsupported(); err == nil || strings.Contains(err.Error(), "mount") {
-		t.Fatalf("after mount points landed: %v", err)
+	NotBuilt[FeatureLogDLT] = false
+	defer func() { NotBuilt[FeatureLogDLT] = true }()
+	if err := c.Unsupported(); err != nil {
+		t.Fatalf("after DLT landed: %v", err)
 	}
 }
 
@@ -409,6 +481,7 @@ func TestParseMissingFile(t *testing.T) {
 func FuzzParseReader(f *testing.F) {
 	f.Add("listener 1883\nmax_queued_messages 5\n")
 	f.Add("per_listener_settings true\nlistener 1 ::1\npassword_file /x\n")
+	f.Add("plugin /p/mosquitto_dynamic_security.so\nplugin_opt_config_file /d.json\nauth_plugin go-auth.so\nauth_opt_backends http\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		if strings.Contains(s, "include_dir") {
 			return // reads the file system

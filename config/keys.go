@@ -26,6 +26,7 @@ func init() {
 		"certfile":                 tlsString(func(t *Listener, s string) { t.CertFile = s }),
 		"keyfile":                  tlsString(func(t *Listener, s string) { t.KeyFile = s }),
 		"ciphers":                  tlsString(func(t *Listener, s string) { t.Ciphers = s }),
+		"crlfile":                  tlsString(func(t *Listener, s string) { t.CRLFile = s }),
 		"tls_version":              (*parser).tlsVersionKey,
 		"require_certificate":      tlsBool(func(t *Listener, b bool) { t.RequireCertificate = b }),
 		"use_identity_as_username": tlsBool(func(t *Listener, b bool) { t.UseIdentityAsUsername = b }),
@@ -102,6 +103,7 @@ func init() {
 			return err
 		},
 
+		"event_loops":        globalInt(func(c *Config, n int) { c.EventLoops = n }, 0, 1024),
 		"listener_reuseport": globalBool(func(c *Config, b bool) { c.ListenerReusePort = b }),
 
 		"metrics_listener": func(p *parser, l *line) error {
@@ -116,6 +118,14 @@ func init() {
 			}
 			p.c.MetricsListener = v
 			return nil
+		},
+
+		"metrics_user": func(p *parser, l *line) error {
+			v, err := l.one()
+			if err == nil {
+				p.c.MetricsUser = v
+			}
+			return err
 		},
 	}
 }

@@ -52,6 +52,8 @@ type parser struct {
 	logTypeSet bool
 	logDestSet bool
 	logFileSet bool
+	bridge     *Bridge // the `connection` block being configured
+	lastPlugin *Plugin // the plugin that plugin_opt_* lines configure
 }
 
 func newParser(mainFile string) *parser {
@@ -103,6 +105,12 @@ func (p *parser) apply(l *line, level int) error {
 	if h, ok := handlers[l.key]; ok {
 		return h(p, l)
 	}
+	if ok, err := p.bridgeKey(l); ok {
+		return err
+	}
+	if h, ok := pluginHandler(l.key); ok {
+		return h(p, l)
+	}
 	if isMosquittoKey(l.key) {
 		return l.errorf("mosquitto key not supported by midge")
 	}
@@ -146,6 +154,9 @@ func (p *parser) finish() (*Config, error) {
 		p.c.Listeners = append(p.c.Listeners, p.def)
 	}
 	c := p.c
+	if err := p.finishBridges(); err != nil {
+		return nil, err
+	}
 	seen := make(map[string]*Listener)
 	for _, l := range c.Listeners {
 		if (l.CertFile == "") != (l.KeyFile == "") {
@@ -154,12 +165,22 @@ func (p *parser) finish() (*Config, error) {
 		if l.RequireCertificate && l.CAFile == "" && l.CAPath == "" {
 			return nil, &Error{Pos: l.Pos, Key: "listener", Msg: "require_certificate needs cafile or capath"}
 		}
+		if l.CRLFile != "" && !l.RequireCertificate {
+			return nil, &Error{Pos: l.Pos, Key: "listener", Msg: "crlfile needs require_certificate true"}
+		}
 		port := l.Port
 		if port == 0 && l.isDefault {
 			port = 1883
 		}
+		if path := l.UnixPath(); path != "" {
+			if prev, ok := seen[path]; ok {
+				return nil, &Error{Pos: l.Pos, Key: "listener", Msg: fmt.Sprintf("socket %s is also configured at %s", path, prev.Pos)}
+			}
+			seen[path] = l
+			continue
+		}
 		if port == 0 {
-			continue // midge's "pick a free port" or a Unix socket
+			continue // midge's "pick a free port"
 		}
 		addr := net.JoinHostPort(l.Bind, strconv.Itoa(port))
 		if prev, ok := seen[addr]; ok {
@@ -170,6 +191,9 @@ func (p *parser) finish() (*Config, error) {
 			return nil, &Error{Pos: l.Pos, Key: "listener", Msg: fmt.Sprintf("%s is also configured at %s", what, prev.Pos)}
 		}
 		seen[addr] = l
+	}
+	if err := c.Cluster.check(); err != nil {
+		return nil, err
 	}
 	c.finish()
 	return c, nil

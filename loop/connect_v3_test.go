@@ -265,9 +265,11 @@ func (in v3Inbox) quiet(t testing.TB) {
 }
 
 // loopOf returns the event loop serving the connection whose remote address
-// is addr (the client side's local address). A loop's connection set is
-// loop-only, so each loop is asked on its own goroutine; the accept may not
-// have reached OnOpen yet, so it asks again until the connection shows up.
+// is addr (the client side's local address), a connection that has not sent
+// its CONNECT yet: such connections are all in their loop's timing wheel
+// (the connect timeout). The wheel is loop-only, so each loop is asked on its
+// own goroutine; the accept may not have reached OnOpen yet, so it asks
+// again until the connection shows up.
 func (tb *testBroker) loopOf(t testing.TB, addr string) gnet.EventLoop {
 	t.Helper()
 	s := tb.Server
@@ -283,8 +285,10 @@ func (tb *testBroker) loopOf(t testing.TB, addr string) gnet.EventLoop {
 			ls := ls
 			err := ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				ok := false
-				for c := range ls.conns.all() {
-					ok = ok || c.RemoteAddr() == addr
+				for i := range ls.wheel.slots {
+					for c := ls.wheel.slots[i].head; c != nil; c = c.wheelNext {
+						ok = ok || c.RemoteAddr() == addr
+					}
 				}
 				found <- ok
 				return nil
@@ -400,11 +404,15 @@ func TestConnectV3Takeover(t *testing.T) {
 	tb := startBroker(t, nil)
 	for _, same := range []bool{true, false} {
 		t.Run(fmt.Sprintf("sameLoop=%v", same), func(t *testing.T) {
-			first, _ := tb.v3Connect(t, codec.Version311, "taken", false)
+			first := tb.v3Dial(t, codec.Version311)
+			firstLoop := tb.loopOf(t, first.c.LocalAddr().String()) // before its CONNECT
+			first.send(v3ConnectPacket(codec.Version311, "taken", false, 0))
+			if ack := first.expect(codec.CONNACK); ack.ReasonCode != codec.Success {
+				t.Fatalf("CONNACK return code 0x%02x, want 0", ack.ReasonCode)
+			}
 			first.subscribe(1, "takeover/t", 1)
 			// The balancer places connections by load: dial until one lands
 			// where this case wants it (the others stay open meanwhile).
-			firstLoop := tb.loopOf(t, first.c.LocalAddr().String())
 			var second *v3Conn
 			for i := 0; i < 10 && second == nil; i++ {
 				c := tb.v3Dial(t, codec.Version311)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -307,9 +309,9 @@ func TestConnectV5Refused(t *testing.T) {
 		{"UnsupportedLevel6", nil, []byte{ // [MQTT-3.1.2-2]: level unknown, answered in 3.1.1 form
 			0x10, 12, 0, 4, 'M', 'Q', 'T', 'T', 6, 0x02, 0, 0, 0, 0,
 		}, []byte{0x20, 2, 0, codec.ConnRefusedProtocolVersion}},
-		{"EmptyClientIDNotAllowed", &noZeroID, []byte{ // [MQTT-3.1.3-8]
+		{"EmptyClientIDNotAllowed", &noZeroID, []byte{ // [MQTT-3.1.3-8]: 0x85 is a MAY; mosquitto sends 0x80
 			0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 0, 0, 0, 0,
-		}, []byte{0x20, 3, 0, codec.ClientIdentifierNotValid, 0}},
+		}, []byte{0x20, 3, 0, codec.UnspecifiedError, 0}},
 		{"AuthMethodUnsupported", nil, []byte{ // [MQTT-4.12.0-1]
 			0x10, 22, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 0,
 			8, 0x15, 0, 5, 'S', 'C', 'R', 'A', 'M', // authentication method
@@ -336,7 +338,10 @@ func TestConnectV5Refused(t *testing.T) {
 }
 
 // TestConnectV5AssignedClientID checks that an empty client id gets a unique
-// identifier, returned in the CONNACK [MQTT-3.2.2-16].
+// identifier, returned in the CONNACK [MQTT-3.2.2-16], of mosquitto's form:
+// "auto-" and a random UUID.
+var assignedIDForm = regexp.MustCompile(`^auto-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
 func TestConnectV5AssignedClientID(t *testing.T) {
 	t.Parallel()
 	tb := startBroker(t, nil)
@@ -347,8 +352,8 @@ func TestConnectV5AssignedClientID(t *testing.T) {
 			t.Fatal("CONNACK without assigned client identifier")
 		}
 		id := ack.Properties.AssignedClientID
-		if !strings.HasPrefix(id, "auto-") || seen[id] {
-			t.Fatalf("assigned id %q: want a new id with prefix auto-", id)
+		if !assignedIDForm.MatchString(id) || seen[id] {
+			t.Fatalf("assigned id %q: want a new id auto-<uuid v4>", id)
 		}
 		seen[id] = true
 	}
@@ -401,21 +406,46 @@ func TestConnectV5ConnackProperties(t *testing.T) {
 }
 
 // TestConnectV5Takeover checks that a second connection with the same
-// client id closes the first with DISCONNECT 0x8E [MQTT-3.1.4-3].
+// client id closes the first with DISCONNECT 0x8E [MQTT-3.1.4-3] and resumes
+// its session when the first one's outlives its connection (expiry > 0). A
+// session with expiry 0 ends with its connection [MQTT-3.1.2-23], so taking
+// it over starts a new one: session present 0 and no subscriptions (as
+// mosquitto does).
 func TestConnectV5Takeover(t *testing.T) {
 	t.Parallel()
 	tb := startBroker(t, nil)
-	first := tb.rawV5(t, "twin", nil)
-	first.subscribe(1, codec.Subscription{Filter: []byte("tk"), QoS: 1}, 0)
-	second := tb.raw(t, codec.Version5)
-	if ack := second.connect(connectPacket(codec.Version5, "twin", false)); !ack.SessionPresent {
-		t.Fatal("session present 0 on takeover of a live session")
-	}
-	first.expectDisconnect(codec.SessionTakenOver)
-	// The new connection has the session's subscription and works.
-	second.publish("tk", "x", 1, 7, nil)
-	if m := second.expect(codec.PUBLISH); string(m.Payload) != "x" {
-		t.Fatalf("payload %q", m.Payload)
+	for _, expiry := range []uint32{60, 0} {
+		id := fmt.Sprintf("twin-%d", expiry)
+		first := tb.rawV5(t, id, func(p *codec.Properties) {
+			p.SessionExpiry = expiry
+			p.Set(codec.PropSessionExpiry)
+		})
+		first.subscribe(1, codec.Subscription{Filter: []byte(id), QoS: 1}, 0)
+		second := tb.raw(t, codec.Version5)
+		cp := connectPacket(codec.Version5, id, false)
+		cp.Props.SessionExpiry = 60
+		cp.Props.Set(codec.PropSessionExpiry)
+		if ack := second.connect(cp); ack.SessionPresent != (expiry > 0) {
+			t.Fatalf("expiry %d: session present %v on takeover", expiry, ack.SessionPresent)
+		}
+		first.expectDisconnect(codec.SessionTakenOver)
+		second.send(&codec.Packet{Type: codec.PUBLISH, Topic: []byte(id), Payload: []byte("x"), QoS: 1, PacketID: 7})
+		if expiry == 0 { // no subscription: the PUBACK says so
+			if ack := second.expect(codec.PUBACK); ack.ReasonCode != codec.NoMatchingSubscribers {
+				t.Fatalf("expiry 0: PUBACK reason 0x%02x, want 0x10", ack.ReasonCode)
+			}
+			continue
+		}
+		// The new connection has the session's subscription and works.
+		for i := 0; i < 2; i++ { // the PUBACK and the message, in either order
+			p, err := second.next(v5Wait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Type == codec.PUBLISH && string(p.Payload) != "x" {
+				t.Fatalf("payload %q", p.Payload)
+			}
+		}
 	}
 }
 
@@ -442,5 +472,44 @@ func TestConnectV5ProtocolErrors(t *testing.T) {
 			other.send(&codec.Packet{Type: codec.PINGREQ})
 			other.expect(codec.PINGRESP)
 		})
+	}
+}
+
+// TestConnectV5ConnackOverMaximumPacketSize: a client whose Maximum Packet
+// Size is below the smallest CONNACK gets none: the broker must not send it
+// [MQTT-3.1.2-24], so it closes the connection without a word (as mosquitto
+// does, issue 21). A limit the CONNACK fits still connects.
+func TestConnectV5ConnackOverMaximumPacketSize(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, nil)
+	for _, max := range []uint32{2, 4} { // a v5 CONNACK takes at least 5 bytes
+		r := tb.raw(t, codec.Version5)
+		p := connectPacket(codec.Version5, fmt.Sprintf("tiny-%d", max), true)
+		p.Props.MaximumPacketSize = max
+		p.Props.Set(codec.PropMaximumPacketSize)
+		r.send(p)
+		if got, err := r.next(v5Wait); err == nil {
+			t.Fatalf("maximum packet size %d: got %v, want the connection closed", max, got.Type)
+		} else if !v3ClosedErr(err) {
+			t.Fatalf("maximum packet size %d: want the connection closed, got %v", max, err)
+		}
+	}
+	// The refused connections were never counted as connected, so their
+	// closing must not uncount them ($SYS/broker/clients/connected).
+	for _, id := range []string{"tiny-2", "tiny-4"} {
+		waitFor(t, func() bool { return strings.Contains(tb.logs.String(), "Client "+id+" closed its connection") })
+	}
+	if n := tb.Broker.Stats.ClientsConnected.Load(); n != 0 {
+		t.Fatalf("clients connected after the refused CONNACKs: %d, want 0", n)
+	}
+	r := tb.raw(t, codec.Version5)
+	p := connectPacket(codec.Version5, "fits", true)
+	p.Props.MaximumPacketSize = 64
+	p.Props.Set(codec.PropMaximumPacketSize)
+	if ack := r.connect(p); ack.ReasonCode != codec.Success {
+		t.Fatalf("maximum packet size 64: CONNACK 0x%02x", ack.ReasonCode)
+	}
+	if n := tb.Broker.Stats.ClientsConnected.Load(); n != 1 {
+		t.Fatalf("clients connected: %d, want 1", n)
 	}
 }

@@ -105,6 +105,20 @@ func TestHeldPublisherPersistent(t *testing.T) {
 			if bound := 20 + tc.held + window; acked > bound {
 				t.Fatalf("%d acknowledged while the subscriber read nothing, want at most %d: the hold leaked", acked, bound)
 			}
+			// The dashboard's snapshot shows the hold: the publisher held
+			// back, the subscriber's queue (TestDashboardStoreAndQueues
+			// totals them).
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			cs, err := tb.Server.Clients(ctx)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cs {
+				if c.HeldBack != (c.ID == "held-pub") || (c.ID == "held-sub" && c.Queued == 0) {
+					t.Errorf("snapshot of %s: held back %v, queued %d", c.ID, c.HeldBack, c.Queued)
+				}
+			}
 
 			// The subscriber catches up: every message, in order, and every ack.
 			for i := 1; i <= sent; i++ {
@@ -170,6 +184,45 @@ func TestHeldPublisherKeepalive(t *testing.T) {
 		}
 		if p.Type == codec.PUBACK {
 			acks++
+		}
+	}
+}
+
+// TestReceiveMaximumQoS1Held: with persistence a QoS 1 PUBACK waits until
+// the message's record is synced, and so counts against the broker's
+// Receive Maximum: a v5 client that sends more QoS 1 messages than it
+// allows, without waiting for their PUBACKs, gets DISCONNECT 0x93
+// [MQTT-3.3.4-9]. Ten in one write cannot all be synced one by one between
+// two packets of the same read.
+func TestReceiveMaximumQoS1Held(t *testing.T) {
+	opts := session.DefaultOptions()
+	opts.MaxInflight = 1
+	tb := startPersistentBroker(t, &opts)
+	sub := tb.raw(t, codec.Version311)
+	sub.connect(connectPacket(codec.Version311, "keeper", false)) // persistent: its messages are stored
+	sub.send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Filter: []byte("held"), QoS: 1}}})
+	sub.expect(codec.SUBACK)
+
+	r := tb.raw(t, codec.Version5)
+	ack := r.connect(connectPacket(codec.Version5, "hasty", true))
+	if ack.Props.ReceiveMaximum != 1 {
+		t.Fatalf("CONNACK receive maximum %d", ack.Props.ReceiveMaximum)
+	}
+	var burst []byte
+	for id := uint16(1); id <= 10; id++ {
+		burst = (&codec.Packet{Type: codec.PUBLISH, QoS: 1, PacketID: id, Topic: []byte("held")}).Encode(burst, codec.Version5)
+	}
+	r.write(burst)
+	for {
+		p, err := r.next(v5Wait)
+		if err != nil {
+			t.Fatalf("no DISCONNECT 0x93: %v", err)
+		}
+		if p.Type == codec.DISCONNECT {
+			if p.ReasonCode != codec.ReceiveMaximumExceeded {
+				t.Fatalf("DISCONNECT 0x%02x", p.ReasonCode)
+			}
+			return
 		}
 	}
 }

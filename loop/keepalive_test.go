@@ -10,7 +10,7 @@ import (
 
 // TestKeepaliveV3Silent: a client that sends nothing for one and a half
 // times its keepalive is disconnected [MQTT-3.1.2-24] — not before, and not
-// much after (the timers have one-second slots).
+// long after (the timers have one-second slots).
 func TestKeepaliveV3Silent(t *testing.T) {
 	t.Parallel() // it waits on the clock
 	tb := startBroker(t, nil)
@@ -21,11 +21,13 @@ func TestKeepaliveV3Silent(t *testing.T) {
 			r.send(v3ConnectPacket(v, fmt.Sprintf("silent-%d", v), true, 1))
 			r.expect(codec.CONNACK)
 			start := time.Now()
-			if _, err := r.next(4 * time.Second); err == nil || !v3ClosedErr(err) {
+			if _, err := r.next(6 * time.Second); err == nil || !v3ClosedErr(err) {
 				t.Fatalf("want the connection closed, got %v", err)
 			}
-			if took := time.Since(start); took < 1500*time.Millisecond || took > 3*time.Second {
-				t.Fatalf("closed after %v, want 1.5s to 3s", took)
+			// 1.5 s, plus up to a one-second timer slot, plus what a loaded
+			// 2-core CI machine adds; never before 1.5 s.
+			if took := time.Since(start); took < 1500*time.Millisecond || took > 5*time.Second {
+				t.Fatalf("closed after %v, want 1.5s to 5s", took)
 			}
 		})
 	}

@@ -283,7 +283,7 @@ func TestLimitsClientID(t *testing.T) {
 		code    byte
 	}{
 		{"refused v3.1.1", false, codec.Version311, codec.ConnRefusedIdentifierRejected},
-		{"refused v5", false, codec.Version5, codec.ClientIdentifierNotValid},
+		{"refused v5", false, codec.Version5, codec.UnspecifiedError}, // mosquitto's code
 		{"assigned v3.1.1", true, codec.Version311, codec.Success},
 		{"assigned v5", true, codec.Version5, codec.Success},
 	}
@@ -320,4 +320,44 @@ func (tb *testBroker) waitLog(t *testing.T, s string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestLimitsMessageSizeLimitWill: message_size_limit covers a will's
+// payload too: a CONNECT whose will is over it is refused, with CONNACK 5
+// (v3) or 0x95 packet too large (v5), as mosquitto does (issue 21); a will
+// at the limit is accepted and published.
+func TestLimitsMessageSizeLimitWill(t *testing.T) {
+	t.Parallel()
+	opts := session.DefaultOptions()
+	opts.MessageSizeLimit = 10
+	tb := startBroker(t, &opts)
+	sub := tb.rawV5(t, "will-sub", nil)
+	sub.subscribe(1, codec.Subscription{Filter: []byte("mslw/#")}, 0)
+	for _, version := range []byte{codec.Version311, codec.Version5} {
+		want := codec.ConnRefusedNotAuthorized
+		if version == codec.Version5 {
+			want = codec.PacketTooLarge
+		}
+		for _, size := range []int{11, 10} {
+			r := tb.raw(t, version)
+			p := connectPacket(version, fmt.Sprintf("mslw-%d-%d", version, size), true)
+			p.Connect.WillFlag, p.Connect.WillTopic = true, []byte(fmt.Sprintf("mslw/%d", version))
+			p.Connect.WillPayload = make([]byte, size)
+			ack := r.connect(p)
+			if size > 10 {
+				if ack.ReasonCode != want {
+					t.Fatalf("v%d will of %d bytes: CONNACK 0x%02x, want 0x%02x", version, size, ack.ReasonCode, want)
+				}
+				continue
+			}
+			if ack.ReasonCode != codec.Success {
+				t.Fatalf("v%d will of %d bytes: CONNACK 0x%02x", version, size, ack.ReasonCode)
+			}
+			r.c.Close() // no DISCONNECT: the will goes
+			if m := sub.expect(codec.PUBLISH); len(m.Payload) != size {
+				t.Fatalf("v%d: will of %d bytes, want %d", version, len(m.Payload), size)
+			}
+		}
+	}
+	sub.expectQuiet()
 }

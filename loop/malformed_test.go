@@ -71,7 +71,7 @@ func TestMalformedVectors(t *testing.T) {
 	tb := startBroker(t, nil)
 	obs := tb.observer(t)
 	n := 0
-	for i, v := range codec.Vectors {
+	for i, v := range codec.Vectors() {
 		if !v.Invalid || v.MaxPacketSize > 0 || v.Version == codec.Version31 ||
 			strings.HasPrefix(v.Name, "Connect") {
 			continue
@@ -109,7 +109,7 @@ func TestMalformedConnect(t *testing.T) {
 	t.Parallel()
 	tb := startBroker(t, nil)
 	obs := tb.observer(t)
-	for i, v := range codec.Vectors {
+	for i, v := range codec.Vectors() {
 		if !v.Invalid || !strings.HasPrefix(v.Name, "ConnectMal") {
 			continue
 		}
@@ -156,7 +156,7 @@ func TestMalformedFuzz(t *testing.T) {
 	obs := tb.observer(t)
 	rng := rand.New(rand.NewSource(4))
 	var inputs [][]byte
-	for _, v := range codec.Vectors {
+	for _, v := range codec.Vectors() {
 		if v.Invalid {
 			inputs = append(inputs, v.Raw)
 		}

@@ -195,7 +195,7 @@ func TestPublishV5TopicAliasInvalid(t *testing.T) {
 // TestPublishV5MessageExpiry checks that a message whose expiry interval
 // passed while queued for an offline session, or while retained, is not
 // delivered [MQTT-3.3.2-5], and that a delivered one carries what remains of
-// its interval [MQTT-3.3.2-6].
+// its interval [MQTT-3.3.2-6]; an expired QoS 1/2 message used its packet id.
 func TestPublishV5MessageExpiry(t *testing.T) {
 	t.Parallel()
 	tb := startBroker(t, nil)
@@ -234,6 +234,11 @@ func TestPublishV5MessageExpiry(t *testing.T) {
 	if string(m.Payload) != "long" {
 		t.Fatalf("first message %q, want long (short expired)", m.Payload)
 	}
+	// The expired one used packet id 1, as mosquitto numbers messages when
+	// it queues them (its 03-publish-qos1-max-inflight-expire test).
+	if m.PacketID != 2 {
+		t.Fatalf("first delivered packet id %d, want 2", m.PacketID)
+	}
 	if !m.Props.Has(codec.PropMessageExpiry) || m.Props.MessageExpiry > 59 || m.Props.MessageExpiry < 50 {
 		t.Fatalf("forwarded expiry %d (present %v), want what remains of 60", m.Props.MessageExpiry,
 			m.Props.Has(codec.PropMessageExpiry))
@@ -244,8 +249,10 @@ func TestPublishV5MessageExpiry(t *testing.T) {
 	}
 }
 
-// TestPublishV5NoMatchingSubscribers checks the PUBACK and PUBREC reason
-// 0x10 when nobody subscribes, and 0x00 when somebody does [MQTT-3.4.2.1].
+// TestPublishV5NoMatchingSubscribers checks the PUBACK reason 0x10 when no
+// subscription matches, and 0x00 when one does [MQTT-3.4.2.1], even if it is
+// skipped for No Local; a PUBREC is a success either way (0x10 is optional
+// there [MQTT-3.5.2-1]): the codes mosquitto sends.
 func TestPublishV5NoMatchingSubscribers(t *testing.T) {
 	t.Parallel()
 	tb := startBroker(t, nil)
@@ -255,12 +262,17 @@ func TestPublishV5NoMatchingSubscribers(t *testing.T) {
 		t.Fatalf("PUBACK reason 0x%02x, want 0x10", a.ReasonCode)
 	}
 	r.send(&codec.Packet{Type: codec.PUBLISH, QoS: 2, PacketID: 2, Topic: []byte("nobody")})
-	if a := r.expect(codec.PUBREC); a.ReasonCode != codec.NoMatchingSubscribers {
-		t.Fatalf("PUBREC reason 0x%02x, want 0x10", a.ReasonCode)
+	if a := r.expect(codec.PUBREC); a.ReasonCode != codec.Success {
+		t.Fatalf("PUBREC reason 0x%02x, want 0", a.ReasonCode)
 	}
 	r.send(&codec.Packet{Type: codec.PUBREL, PacketID: 2})
 	if a := r.expect(codec.PUBCOMP); a.ReasonCode != codec.Success {
 		t.Fatalf("PUBCOMP reason 0x%02x, want 0", a.ReasonCode)
+	}
+	r.subscribe(5, codec.Subscription{Filter: []byte("self"), NoLocal: true}, 0)
+	r.send(&codec.Packet{Type: codec.PUBLISH, QoS: 1, PacketID: 6, Topic: []byte("self")})
+	if a := r.expect(codec.PUBACK); a.ReasonCode != codec.Success {
+		t.Fatalf("PUBACK reason 0x%02x with a No Local subscription, want 0", a.ReasonCode)
 	}
 	r.subscribe(3, codec.Subscription{Filter: []byte("somebody")}, 0)
 	r.send(&codec.Packet{Type: codec.PUBLISH, QoS: 1, PacketID: 4, Topic: []byte("somebody")})
@@ -272,5 +284,121 @@ func TestPublishV5NoMatchingSubscribers(t *testing.T) {
 		if p.Type == codec.PUBACK && p.ReasonCode != codec.Success {
 			t.Fatalf("PUBACK reason 0x%02x, want 0", p.ReasonCode)
 		}
+	}
+}
+
+// TestPublishV5MaximumPacketSizeDropThenDeliver: a QoS 1 or 2 message
+// dropped because it is over the client's Maximum Packet Size
+// [MQTT-3.1.2-25] must not hold up what follows: the next small message
+// still arrives (issue 21: the queue stalled after such a drop). The client
+// here subscribes to what it publishes, as in mosquitto's
+// 12-prop-maximum-packet-size-publish-qos1/2 tests.
+func TestPublishV5MaximumPacketSizeDropThenDeliver(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, nil)
+	for _, qos := range []byte{1, 2} {
+		id := fmt.Sprintf("drop-then-deliver-%d", qos)
+		r := tb.rawV5(t, id, func(p *codec.Properties) {
+			p.MaximumPacketSize = 40
+			p.Set(codec.PropMaximumPacketSize)
+		})
+		r.subscribe(1, codec.Subscription{Filter: []byte(id), QoS: qos}, 0)
+		r.publish(id, strings.Repeat("L", 40), qos, 1, nil)
+		r.send(&codec.Packet{Type: codec.PINGREQ})
+		r.expect(codec.PINGRESP) // and nothing before it: the big one was dropped
+		r.send(&codec.Packet{Type: codec.PUBLISH, Topic: []byte(id), Payload: []byte("small"), QoS: qos, PacketID: 2})
+		got := false
+		for i := 0; i < 2; i++ { // our ack and the delivery, in either order
+			p, err := r.next(v5Wait)
+			if err != nil {
+				t.Fatalf("QoS %d: the small message after the dropped one: %v", qos, err)
+			}
+			if p.Type == codec.PUBLISH {
+				if string(p.Payload) != "small" {
+					t.Fatalf("QoS %d: got %q", qos, p.Payload)
+				}
+				got = true
+			}
+		}
+		if !got {
+			t.Fatalf("QoS %d: no delivery", qos)
+		}
+	}
+}
+
+// TestPublishWrongAck: an acknowledgement of the wrong kind for a message
+// in flight (PUBREC or PUBCOMP for QoS 1, PUBACK for QoS 2, PUBCOMP before
+// the PUBREC, PUBACK after it) breaks the flows of [MQTT-4.3.2]/[MQTT-4.3.3]:
+// the connection is closed, as mosquitto does; a v5 client is told why with
+// DISCONNECT 0x82 [MQTT-4.13.1-1]. An ack for an id not in flight is not an
+// error (it may be a late duplicate).
+func TestPublishWrongAck(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, nil)
+	tests := []struct {
+		name    string
+		qos     byte
+		pubrec  bool // acknowledge with PUBREC first (QoS 2)
+		ack     codec.PacketType
+		closing bool
+	}{
+		{"PubrecForQoS1", 1, false, codec.PUBREC, true},
+		{"PubcompForQoS1", 1, false, codec.PUBCOMP, true},
+		{"PubackForQoS2", 2, false, codec.PUBACK, true},
+		{"PubcompBeforePubrec", 2, false, codec.PUBCOMP, true},
+		{"PubackAfterPubrec", 2, true, codec.PUBACK, true},
+		{"PubackRightKind", 1, false, codec.PUBACK, false},
+	}
+	for _, tt := range tests {
+		for _, v := range []byte{codec.Version311, codec.Version5} {
+			t.Run(fmt.Sprintf("%s/v%d", tt.name, v), func(t *testing.T) {
+				id := fmt.Sprintf("wrongack-%s-%d", tt.name, v)
+				r := tb.raw(t, v)
+				r.connect(connectPacket(v, id, true))
+				r.subscribe(1, codec.Subscription{Filter: []byte(id), QoS: tt.qos}, 0)
+				pub := tb.rawV5(t, "", nil)
+				pub.publish(id, "x", tt.qos, 1, nil)
+				m := r.expect(codec.PUBLISH)
+				if tt.pubrec {
+					r.send(&codec.Packet{Type: codec.PUBREC, PacketID: m.PacketID})
+					r.expect(codec.PUBREL)
+				}
+				r.send(&codec.Packet{Type: tt.ack, PacketID: m.PacketID})
+				r.send(&codec.Packet{Type: codec.PINGREQ})
+				switch {
+				case !tt.closing:
+					r.expect(codec.PINGRESP)
+				case v == codec.Version5:
+					r.expectDisconnect(codec.ProtocolError)
+				default:
+					r.expectClosed()
+				}
+			})
+		}
+	}
+}
+
+// TestPublishV5PubrelRepeated: a PUBREL repeated after a reconnect, for a
+// flow the broker already completed, gets a plain PUBCOMP (0x92 is only a
+// MAY, and mosquitto answers success: its 03-publish-c2b-disconnect-qos2
+// test), so the client's recovery ends cleanly [MQTT-4.3.3].
+func TestPublishV5PubrelRepeated(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, nil)
+	persistent := func(p *codec.Properties) { p.SessionExpiry = 60; p.Set(codec.PropSessionExpiry) }
+	r := tb.rawV5(t, "pubrel-again", persistent)
+	r.publish("pubrel/again", "x", 2, 9, nil)
+	r.send(&codec.Packet{Type: codec.PUBREL, Flags: 0x02, PacketID: 9})
+	if a := r.expect(codec.PUBCOMP); a.ReasonCode != codec.Success {
+		t.Fatalf("PUBCOMP reason 0x%02x, want 0", a.ReasonCode)
+	}
+	r.c.Close() // as if the PUBCOMP were lost
+	r = tb.raw(t, codec.Version5)
+	p := connectPacket(codec.Version5, "pubrel-again", false)
+	persistent(&p.Props)
+	r.connect(p)
+	r.send(&codec.Packet{Type: codec.PUBREL, Flags: 0x02, PacketID: 9})
+	if a := r.expect(codec.PUBCOMP); a.PacketID != 9 || a.ReasonCode != codec.Success {
+		t.Fatalf("repeated PUBREL: PUBCOMP id %d reason 0x%02x, want 9, 0", a.PacketID, a.ReasonCode)
 	}
 }

@@ -47,6 +47,7 @@ func (ls *loopState) serveReady(context.Context) error {
 	r.conns, r.spare = r.spare[:0], nil
 	r.scheduled = false
 	r.mu.Unlock()
+	ls.waking = true
 	for i, c := range batch {
 		batch[i] = nil
 		if c.is(closed) {
@@ -54,9 +55,12 @@ func (ls *loopState) serveReady(context.Context) error {
 		}
 		if err := c.turn(&ls.out); err != nil {
 			ls.srv.logClose(c, err)
-			_ = ls.el.Close(c.gc)
+			if !c.linger(err) {
+				_ = ls.el.Close(c.gc)
+			}
 		}
 	}
+	ls.waking = false
 	r.mu.Lock()
 	if r.spare == nil {
 		r.spare = batch[:0]

@@ -12,7 +12,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"iter"
 	"log"
 	"net"
 	"os"
@@ -49,7 +48,13 @@ type Config struct {
 	// bound without SO_REUSEPORT (see probeFree), so that a port in use
 	// still fails to start rather than being shared with another process.
 	ReusePort bool
-	Logger    *log.Logger
+	// Nagle leaves Nagle's algorithm on (set_tcp_nodelay false); by
+	// default TCP_NODELAY is set, since writes are already batched per turn.
+	Nagle bool
+	// WSHeaderLimit bounds a WebSocket opening handshake
+	// (websockets_headers_size; 0: 8 KiB).
+	WSHeaderLimit int
+	Logger        *log.Logger
 }
 
 // Listener is one listening socket and what it decides about its clients.
@@ -57,11 +62,28 @@ type Listener struct {
 	Addr           string          // host:port; port 0 picks one
 	MaxConnections int             // max_connections (0: unlimited)
 	Policy         *session.Policy // nil: the broker's options
-	// TLS serves the listener over TLS, on the net.Conn path (netconn.go):
-	// gnet has no TLS. nil: plain TCP on gnet.
+	// TLS serves the listener over TLS, on the loops (tls.go). nil: plain TCP.
 	TLS *tls.Config
 	// WebSocket is `protocol websockets`: MQTT over WebSocket (websocket.go).
 	WebSocket bool
+	// HTTPDir is http_dir: a WebSocket listener answers plain HTTP GETs
+	// with the files of this directory.
+	HTTPDir string
+	// Network is "tcp4" or "tcp6" to listen on one IP version only
+	// (socket_domain), or "unix" for a Unix domain socket whose path is
+	// Addr; "" is "tcp".
+	Network string
+	// SubjectIdentity makes a TLS client certificate's whole subject
+	// (RFC 2253, "CN=x,O=y") its identity rather than its common name
+	// (use_subject_as_username).
+	SubjectIdentity bool
+}
+
+func (l *Listener) network() string {
+	if l.Network == "" {
+		return "tcp"
+	}
+	return l.Network
 }
 
 // listener is a Listener while serving. conns is touched by every loop.
@@ -88,20 +110,24 @@ type Server struct {
 	log    *log.Logger
 
 	eng     gnet.Engine
-	booted  chan struct{}
+	started chan struct{} // closed at the first tick: every loop's listener is bound
+	tickOne sync.Once
 	done    chan struct{}
 	runErr  error
 	addrs   []net.Addr
 	lns     map[string]*listener // by the address as configured (resolved), as gnet's LocalAddr shows it
 	only    *listener            // the listener, when there is one
+	served  []*listener          // every listener, in the order of addrs; set by Start
 	conns   atomic.Int64
 	closing atomic.Bool
 
-	mu        sync.Mutex
-	loops     map[gnet.EventLoop]*loopState
-	nets      netSide // TLS listeners (netconn.go)
-	noEngine  bool    // every listener is on nets: gnet is not run
-	lastSweep time.Time
+	// tlsTokens bound the handshakes computing at once (tls.go), so that a
+	// handshake flood leaves the loops CPU.
+	tlsTokens chan struct{}
+
+	mu    sync.Mutex
+	loops map[gnet.EventLoop]*loopState
+	nudge chan struct{} // a loop has stalled connections: tick fast (ticker.go)
 }
 
 // loopState is what one event loop owns: scratch buffers shared by the
@@ -115,47 +141,19 @@ type loopState struct {
 	pkt     codec.Packet
 	dec     codec.Decoder // scratch: each conn keeps only its Version (conn.decoder)
 	wheel   wheel
-	conns   connList
 	ws      map[*conn]*wsStream // the streams of its WebSocket connections
-	tick    gnet.RunnableFunc   // onTick, made once: an idle broker ticks 50 times a second
+	tick    gnet.RunnableFunc   // onTick, made once
 	stalled []*conn
-}
+	waking  bool // serving woken connections (serveReady), not a read event
+	// retrying is set while stalled is not empty, for the ticker to know
+	// which loops need the fast retry tick (ticker.go). Any goroutine.
+	retrying atomic.Bool
+	ticks    atomic.Uint32 // onTick runs, for tests of what an idle broker does
 
-// connList is a loop's connections, linked through the conns themselves:
-// cheaper per connection than a set. Loop-only.
-type connList struct{ head *conn }
-
-func (l *connList) push(c *conn) {
-	c.prev, c.next = nil, l.head
-	if l.head != nil {
-		l.head.prev = c
-	}
-	l.head = c
-}
-
-func (l *connList) remove(c *conn) {
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else if l.head == c {
-		l.head = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	}
-	c.prev, c.next = nil, nil
-}
-
-// all yields every connection of the list; yield may remove the one it is given.
-func (l *connList) all() iter.Seq[*conn] {
-	return func(yield func(*conn) bool) {
-		for c := l.head; c != nil; {
-			next := c.next
-			if !yield(c) {
-				return
-			}
-			c = next
-		}
-	}
+	// TLS connections' state and the loop's TLS scratch (tls.go).
+	tls                             map[*conn]*tlsConn
+	tlsFeed                         tlsFeed
+	tlsIn, tlsOut, tlsPlain, tlsRaw []byte
 }
 
 // New makes a server for broker.
@@ -175,12 +173,15 @@ func New(broker *session.Broker, cfg Config) *Server {
 		cfg.MaxPacketSize = max
 	}
 	return &Server{
-		broker: broker,
-		cfg:    cfg,
-		log:    cfg.Logger,
-		booted: make(chan struct{}),
-		done:   make(chan struct{}),
-		loops:  make(map[gnet.EventLoop]*loopState),
+		broker:  broker,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		started: make(chan struct{}),
+		done:    make(chan struct{}),
+		loops:   make(map[gnet.EventLoop]*loopState),
+		nudge:   make(chan struct{}, 1),
+		// One core's worth fewer than the loops have, and at least one.
+		tlsTokens: make(chan struct{}, max(1, cfg.Loops-1)),
 	}
 }
 
@@ -196,26 +197,38 @@ func (s *Server) Start() error {
 	}
 	s.lns = make(map[string]*listener, len(all))
 	var protoAddrs []string
-	netAddrs := make(map[int]net.Addr)
+	byIndex := make([]*listener, len(all))
 	for i, l := range all {
-		if l.TLS != nil { // served by netSide, not gnet
-			addr, err := s.nets.listen(s, &listener{Listener: l})
-			if err != nil {
-				_ = s.nets.close(context.Background())
+		if l.Network == "unix" {
+			if err := clearStaleSocket(l.Addr); err != nil {
 				return fmt.Errorf("loop: listener %s: %w", l.Addr, err)
 			}
-			netAddrs[i] = addr
+		}
+		if l.TLS != nil {
+			// Full-size records from the first byte: crypto/tls's small
+			// first records help browsers, not MQTT batches.
+			l.TLS = l.TLS.Clone()
+			l.TLS.DynamicRecordSizingDisabled = true
+		}
+		if l.Network == "unix" { // gnet turns SO_REUSEPORT off for every listener then
+			ln := &listener{Listener: l}
+			if s.lns[l.Addr] != nil {
+				return fmt.Errorf("loop: listener %s given twice", l.Addr)
+			}
+			s.lns[l.Addr], s.only = ln, ln
+			byIndex[i] = ln
+			protoAddrs = append(protoAddrs, "unix://"+l.Addr)
 			continue
 		}
 		if s.cfg.ReusePort {
-			addr, err := probeFree(l.Addr)
+			addr, err := probeFree(l.network(), l.Addr)
 			if err != nil {
 				return fmt.Errorf("loop: listener %s: %w", l.Addr, err)
 			}
 			l.Addr = addr // port 0: every loop's socket must bind the port picked here
 			all[i].Addr = addr
 		}
-		ta, err := net.ResolveTCPAddr("tcp", l.Addr)
+		ta, err := net.ResolveTCPAddr(l.network(), l.Addr)
 		if err != nil {
 			return fmt.Errorf("loop: listener %s: %w", l.Addr, err)
 		}
@@ -224,50 +237,41 @@ func (s *Server) Start() error {
 		}
 		ln := &listener{Listener: l}
 		s.lns[ta.String()], s.only = ln, ln
-		protoAddrs = append(protoAddrs, "tcp://"+l.Addr)
+		byIndex[i] = ln
+		protoAddrs = append(protoAddrs, l.network()+"://"+l.Addr)
 	}
 	if len(protoAddrs) > 1 {
 		s.only = nil
-	}
-	if len(protoAddrs) == 0 {
-		s.noEngine = true
-		go s.nets.tick()
-		go func() { <-s.nets.stop; close(s.done) }()
-		s.addrs = make([]net.Addr, len(all))
-		for i, a := range netAddrs {
-			s.addrs[i] = a
-		}
-		return nil
 	}
 	go func() {
 		defer close(s.done)
 		s.runErr = gnet.Rotate(s, protoAddrs,
 			gnet.WithNumEventLoop(s.cfg.Loops),
 			gnet.WithLoadBalancing(gnet.LeastConnections),
-			gnet.WithTicker(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithTicker(true), // only to learn when every loop is bound (OnTick)
+			gnet.WithTCPNoDelay(noDelay(s.cfg.Nagle)),
 			gnet.WithReuseAddr(true),
 			gnet.WithReusePort(s.cfg.ReusePort),
 			gnet.WithLogger(quietLogger{s.log}),
 		)
 	}()
+	// gnet calls OnBoot before it binds each loop's SO_REUSEPORT socket,
+	// and starts the ticker once all are bound: Start returns after the
+	// first tick, so that what follows (dropping privileges: the kernel
+	// shares a port only among sockets of one user) finds them bound.
 	select {
-	case <-s.booted:
+	case <-s.started:
 	case <-s.done:
-		_ = s.nets.close(context.Background())
 		return fmt.Errorf("loop: %w", s.runErr)
 	}
-	for i, l := range all {
-		if a := netAddrs[i]; a != nil {
-			s.addrs = append(s.addrs, a)
-			continue
-		}
-		addr, err := s.listenerAddr(l.Addr)
+	for _, l := range all {
+		addr, err := s.listenerAddr(l)
 		if err != nil {
 			return err
 		}
 		s.addrs = append(s.addrs, addr)
 	}
+	s.served = byIndex
 	return nil
 }
 
@@ -279,8 +283,8 @@ func (s *Server) Start() error {
 // kernel picked, for every loop to bind. A process that binds the port
 // between the probe and the loops' binds is not detected; the kernel lets
 // only sockets of the same user share a port with SO_REUSEPORT.
-func probeFree(addr string) (string, error) {
-	ln, err := net.Listen("tcp", addr)
+func probeFree(network, addr string) (string, error) {
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return "", err
 	}
@@ -296,12 +300,44 @@ func probeFree(addr string) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
+// clearStaleSocket removes a Unix socket file that nobody listens on (left
+// by a broker that did not stop cleanly), so that the path can be bound. A
+// socket someone answers on, or a file that is not a socket, is an error.
+func clearStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("%s is in use by another process", path)
+	}
+	return os.Remove(path)
+}
+
+func noDelay(nagle bool) gnet.TCPSocketOpt {
+	if nagle {
+		return gnet.TCPDelay
+	}
+	return gnet.TCPNoDelay
+}
+
 // Addrs are the listeners' bound addresses (the real port when 0 was asked).
 func (s *Server) Addrs() []net.Addr { return s.addrs }
 
 // listenerAddr finds the bound address of a listener through a dup of its fd.
-func (s *Server) listenerAddr(a string) (net.Addr, error) {
-	fd, err := s.eng.DupListener("tcp", a)
+func (s *Server) listenerAddr(l Listener) (net.Addr, error) {
+	a, network := l.Addr, "tcp" // gnet names tcp4 and tcp6 listeners "tcp" once open
+	if l.Network == "unix" {
+		network = "unix"
+	}
+	fd, err := s.eng.DupListener(network, a)
 	if err != nil {
 		return nil, fmt.Errorf("loop: listener %s: %w", a, err)
 	}
@@ -322,27 +358,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.done
 		return nil
 	}
-	s.mu.Lock()
-	for _, ls := range s.loops {
-		ls := ls
-		_ = ls.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
-			for c := range ls.conns.all() {
-				c.client.Kick(codec.ServerShuttingDown)
-			}
-			return nil
-		}))
-	}
-	s.mu.Unlock()
-	s.nets.kick()
+	// Connected clients are told (v5: DISCONNECT 0x8B); a connection that
+	// has not sent its CONNECT yet is closed with the loops.
+	s.broker.KickAll(codec.ServerShuttingDown)
 	// Give the kicks a moment to be written before the sockets close.
 	deadline := time.Now().Add(200 * time.Millisecond)
 	for s.conns.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	err := s.nets.close(ctx)
-	if !s.noEngine {
-		err = errors.Join(err, s.eng.Stop(ctx))
-	}
+	err := s.eng.Stop(ctx)
 	select {
 	case <-s.done:
 	case <-ctx.Done():
@@ -360,7 +384,7 @@ func (s *Server) Wait() error {
 // OnBoot keeps the engine handle. Runs before the loops start.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	close(s.booted)
+	go s.runTicker()
 	return gnet.None
 }
 
@@ -396,32 +420,12 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 	return ls
 }
 
-// OnTick runs on gnet's ticker goroutine (not a loop): it asks each loop to
-// advance its own timers and retry stalled writes, and advances the broker's
-// timers itself once a second (they touch no connection).
+// OnTick is called once gnet has bound every loop's listener and started
+// the loops: Start waits for it (see there). The server's own ticker does
+// the periodic work, so gnet's sleeps for a day after that.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	now := time.Now()
-	sweep := now.Sub(s.lastSweep) >= time.Second
-	if sweep {
-		s.lastSweep = now
-		s.broker.Tick(now)
-	}
-	s.mu.Lock()
-	for _, ls := range s.loops {
-		_ = ls.el.Execute(context.Background(), ls.tick)
-	}
-	s.mu.Unlock()
-	return tickEvery, gnet.None
-}
-
-// onTick retries stalled writes and advances the loop's wheel. Loop-only.
-func (ls *loopState) onTick(context.Context) error {
-	ls.retryStalled()
-	// Every tick, not every sweep: advancing within a second is a no-op,
-	// and a deadline is then met within a tick of its second rather than
-	// up to a second late.
-	ls.wheel.advance(time.Now().Unix(), ls.srv.expire)
-	return nil
+	s.tickOne.Do(func() { close(s.started) })
+	return 24 * time.Hour, gnet.None
 }
 
 // quietLogger routes gnet's logs to the broker's logger.

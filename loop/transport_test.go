@@ -12,8 +12,8 @@ import (
 	"github.com/midge-mqtt/midge/session"
 )
 
-// transport is one kind of listener: MQTT on TCP (gnet), on TLS (net.Conn
-// path), on WebSocket (gnet) and on WebSocket over TLS (net.Conn path).
+// transport is one kind of listener: MQTT on TCP, on TLS, on WebSocket and
+// on WebSocket over TLS, all served by the gnet loops.
 type transport struct {
 	name     string
 	tls, ws  bool

@@ -18,12 +18,21 @@ import (
 // handshake selects the subprotocol "mqtt", every MQTT byte travels in binary
 // frames, and packets are not aligned on frame boundaries. wsStream is the
 // transport-neutral part: it turns the inbound bytes of one connection into
-// MQTT bytes for a packetSink and collects the control frames to send. Both
-// the gnet path (conn) and the net.Conn path (netConn) use it.
+// MQTT bytes for a packetSink and collects the control frames to send. It
+// reads gnet's buffer on plain ws and the decrypted records on wss (tls.go).
 
-// wsMaxHandshake bounds the opening handshake (mosquitto's
-// websockets_headers_size is 4096 by default).
+// wsMaxHandshake bounds the opening handshake unless
+// websockets_headers_size says otherwise.
 const wsMaxHandshake = 8 << 10
+
+// newWSStream is the framing state of a new connection on listener l.
+func (s *Server) newWSStream(l *Listener) *wsStream {
+	w := &wsStream{maxHandshake: wsMaxHandshake, httpDir: l.HTTPDir}
+	if s.cfg.WSHeaderLimit > 0 {
+		w.maxHandshake = s.cfg.WSHeaderLimit
+	}
+	return w
+}
 
 var (
 	errWSHandshake = errors.New("loop: websocket handshake too large")
@@ -41,15 +50,17 @@ type packetSink interface {
 // wsStream is one WebSocket connection's framing state. It is owned by the
 // goroutine that reads the connection.
 type wsStream struct {
-	upgraded  bool
-	inMessage bool // a fragmented binary message is under way
-	left      int64
-	mask      [4]byte
-	maskOff   int
-	got       bool   // a packet was handled since the owner last looked
-	stream    []byte // MQTT bytes of a packet that spans frames
-	ctl       []byte // handshake response and control frames to send first
-	out       wsFramer
+	maxHandshake int    // bytes of opening handshake accepted
+	httpDir      string // http_dir: plain GETs are answered from it ("": refused)
+	upgraded     bool
+	inMessage    bool // a fragmented binary message is under way
+	left         int64
+	mask         [4]byte
+	maskOff      int
+	got          bool   // a packet was handled since the owner last looked
+	stream       []byte // MQTT bytes of a packet that spans frames
+	ctl          []byte // handshake response and control frames to send first
+	out          wsFramer
 }
 
 // wsFramer wraps outgoing batches in binary frames. It is owned by the
@@ -76,12 +87,18 @@ func (w *wsStream) read(b []byte, sink packetSink, out *session.Output, maxPacke
 	if !w.upgraded {
 		end := bytes.Index(b, []byte("\r\n\r\n"))
 		if end < 0 {
-			if len(b) >= wsMaxHandshake {
+			if len(b) >= w.maxHandshake {
 				return 0, errWSHandshake
 			}
 			return 0, nil
 		}
 		used = end + 4
+		if used > w.maxHandshake {
+			return used, errWSHandshake
+		}
+		if w.httpDir != "" && !isUpgrade(b[:used]) {
+			return used, w.serveFile(b[:used])
+		}
 		if err := w.upgrade(b[:used]); err != nil {
 			return used, err
 		}
@@ -175,6 +192,9 @@ func (w *wsStream) check(h ws.Header) error {
 func (w *wsStream) data(p []byte, sink packetSink, out *session.Output, maxPacket int) error {
 	if len(w.stream) == 0 {
 		n, err := sink.packets(p, out)
+		if err == session.ErrParked {
+			w.stream = append(w.stream, p[n:]...) // handled again by resume
+		}
 		if err != nil {
 			return err
 		}
@@ -188,6 +208,15 @@ func (w *wsStream) data(p []byte, sink packetSink, out *session.Output, maxPacke
 		w.stream = nil // don't keep a large packet's buffer
 	}
 	return err
+}
+
+// resume handles again the MQTT bytes kept when a packet was parked for an
+// auth answer, before any new frame is read.
+func (w *wsStream) resume(sink packetSink, out *session.Output, maxPacket int) error {
+	if len(w.stream) == 0 {
+		return nil
+	}
+	return w.data(nil, sink, out, maxPacket)
 }
 
 // upgrade answers the opening handshake in req (the request up to its blank
@@ -300,13 +329,13 @@ func (a *appendWriter) Write(p []byte) (int, error) {
 
 // handlePackets decodes the complete MQTT packets at the start of b in place
 // and hands each to client, as conn.readFrames does with gnet's buffer. It
-// returns the bytes used and how many packets were handled. Frames over the
-// decoder's MaxPacketSize are refused from their fixed header, before they
-// are buffered.
+// returns the bytes used and how many packets were handled. Frames are
+// judged from their fixed header (codec.Decoder.ServerFrame): a wrong first
+// byte, or a size over the limits, is refused before the body is buffered.
 func handlePackets(client *session.Client, dec *codec.Decoder, pkt *codec.Packet, b []byte, out *session.Output) (used, handled int, err error) {
-	for len(b)-used >= 2 {
+	for len(b)-used >= 1 {
 		rest := b[used:]
-		total, err := codec.FrameSize(rest[:min(5, len(rest))], dec.MaxPacketSize)
+		total, err := dec.ServerFrame(rest[:min(5, len(rest))], client.Connected())
 		if err == codec.ErrIncomplete {
 			break
 		}
@@ -324,10 +353,13 @@ func handlePackets(client *session.Client, dec *codec.Decoder, pkt *codec.Packet
 			}
 			return used, handled, client.HandleError(err, out)
 		}
-		handled++
 		if err := client.Handle(pkt, out); err != nil {
-			return used, handled, err
+			if err == session.ErrParked { // kept, to be handled again
+				return used - total, handled, err
+			}
+			return used, handled + 1, err
 		}
+		handled++
 	}
 	return used, handled, nil
 }
@@ -351,8 +383,8 @@ func (c *conn) readWebSocket(out *session.Output) error {
 		return nil
 	}
 	buffered := c.gc.InboundBuffered()
-	var err error
-	if buffered > 0 {
+	err := w.resume(c, out, c.ls.dec.MaxPacketSize)
+	if err == nil && !c.client.Parked() && buffered > 0 {
 		b, _ := c.gc.Peek(buffered)
 		var n int
 		n, err = w.read(b, c, out, c.ls.dec.MaxPacketSize)
@@ -371,6 +403,10 @@ func (c *conn) readWebSocket(out *session.Output) error {
 		if !c.is(stalled) && c.client.Connected() {
 			c.schedule()
 		}
+	}
+	if err == session.ErrParked {
+		c.set(parked, true) // its bytes wait in w.stream
+		err = nil
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"testing"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
@@ -118,4 +119,28 @@ func TestWillV3Paho(t *testing.T) {
 		t.Fatalf("will %q qos %d", m.Payload(), m.Qos())
 	}
 	c.Disconnect(0)
+}
+
+// TestWillV3TakeoverResumed: a takeover by a connection that resumes the
+// persistent session (clean session 0 on both sides) does not send the
+// will: the session goes on, as mosquitto sees it (its 07-will-takeover
+// test); when either side is a clean session the session ends and the will
+// goes (TestWillV3/TakenOver).
+func TestWillV3TakeoverResumed(t *testing.T) {
+	tb := startBroker(t, nil)
+	for _, v := range []byte{codec.Version31, codec.Version311} {
+		id := fmt.Sprintf("resumed-%d", v)
+		topic := "will/" + id
+		w := tb.watch(t, topic)
+		r := tb.v3Dial(t, v)
+		p := v3ConnectPacket(v, id, false, 0)
+		p.Connect.WillFlag, p.Connect.WillTopic, p.Connect.WillPayload = true, []byte(topic), []byte("gone")
+		r.send(p)
+		r.expect(codec.CONNACK)
+		tb.v3Connect(t, v, id, false)
+		r.expectClosed()
+		if m, err := w.next(500 * time.Millisecond); err == nil {
+			t.Fatalf("v%d: will %q sent on a takeover that resumed the session", v, m.Payload)
+		}
+	}
 }

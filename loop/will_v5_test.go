@@ -33,7 +33,8 @@ func (tb *testBroker) watch(t testing.TB, topic string) *rawConn {
 }
 
 // TestWillV5Delay checks the Will Delay Interval: the will is not sent when
-// the client reconnects within the delay [MQTT-3.1.3-9], is sent once the
+// the client reconnects within the delay [MQTT-3.1.3-9], even with clean
+// start to a new session [MQTT-3.1.2-8] (as mosquitto does), is sent once the
 // delay has passed otherwise, and is sent when the session ends if that
 // comes first (MQTT 5.0 section 3.1.3.2.2).
 func TestWillV5Delay(t *testing.T) {
@@ -43,12 +44,14 @@ func TestWillV5Delay(t *testing.T) {
 		name          string
 		delay, expiry uint32
 		reconnect     bool
+		clean         bool          // the reconnect starts a new session
 		min           time.Duration // earliest the will may come; 0: must not come
 	}{
-		{"Reconnected", 1, 60, true, 0},
-		{"DelayPassed", 1, 60, false, 900 * time.Millisecond},
-		{"SessionEndsFirst", 30, 1, false, 900 * time.Millisecond},
-		{"NoDelay", 0, 60, false, time.Millisecond / 1000},
+		{"Reconnected", 1, 60, true, false, 0},
+		{"ReconnectedCleanStart", 1, 60, true, true, 0},
+		{"DelayPassed", 1, 60, false, false, 900 * time.Millisecond},
+		{"SessionEndsFirst", 30, 1, false, false, 900 * time.Millisecond},
+		{"NoDelay", 0, 60, false, false, time.Millisecond / 1000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,7 +62,13 @@ func TestWillV5Delay(t *testing.T) {
 			r.connect(willConnect(tt.name, topic, tt.delay, tt.expiry))
 			r.c.Close() // abnormal close
 			start := time.Now()
-			if tt.reconnect {
+			switch {
+			case tt.reconnect && tt.clean:
+				r2 := tb.raw(t, codec.Version5)
+				if ack := r2.connect(connectPacket(codec.Version5, tt.name, true)); ack.SessionPresent {
+					t.Fatal("clean start resumed the session")
+				}
+			case tt.reconnect:
 				tb.resume(t, tt.name, 60)
 			}
 			if tt.min == 0 {
@@ -77,6 +86,32 @@ func TestWillV5Delay(t *testing.T) {
 				t.Fatalf("will payload %q", m.Payload)
 			}
 		})
+	}
+}
+
+// TestWillV5DelayAfterKeepalive: a client silent past its keepalive is
+// disconnected by the broker [MQTT-3.1.2-24], and its delayed will is sent
+// once the delay has passed [MQTT-3.1.2-8] (the broker's close is not a
+// takeover: the will must not be dropped).
+func TestWillV5DelayAfterKeepalive(t *testing.T) {
+	t.Parallel() // it waits on the clock
+	tb := startBroker(t, nil)
+	w := tb.watch(t, "will/silent")
+	r := tb.raw(t, codec.Version5)
+	p := willConnect("silent", "will/silent", 1, 60)
+	p.Connect.KeepAlive = 1
+	r.connect(p)
+	start := time.Now()
+	m, err := w.next(8 * time.Second)
+	if err != nil {
+		t.Fatalf("no will after the keepalive timeout and the will delay: %v", err)
+	}
+	if m.Type != codec.PUBLISH || string(m.Payload) != "gone:silent" {
+		t.Fatalf("got %v %q, want the will", m.Type, m.Payload)
+	}
+	// 1.5 s of keepalive (one-second timer slots) and 1 s of delay.
+	if since := time.Since(start); since < 2*time.Second {
+		t.Fatalf("will after %v, want the keepalive timeout and the delay first", since)
 	}
 }
 

@@ -30,7 +30,7 @@ func startBroker(t *testing.T) (b *session.Broker, mqttAddr, metricsURL string) 
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(Handler(b, "9.9.9-test"))
+	hs := httptest.NewServer(Handler(NewRegistry(b, "9.9.9-test")))
 	t.Cleanup(func() {
 		hs.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -195,7 +195,7 @@ func TestPprof(t *testing.T) {
 func BenchmarkScrape(b *testing.B) {
 	o := session.DefaultOptions()
 	o.Logger = log.New(io.Discard, "", 0)
-	h := Handler(session.NewBroker(o), "bench")
+	h := Handler(NewRegistry(session.NewBroker(o), "bench"))
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -21,6 +21,9 @@ type brokerSpec struct {
 	// Conf is the config file's text, with the port as "{port}" and a
 	// fresh directory per run as "{store}".
 	Conf string
+	// Wait bounds how long it may take to open its port (default 10 s; a
+	// cluster node opens it once it has joined).
+	Wait time.Duration
 }
 
 // mosquittoConf gives mosquitto the settings midge has by default: no
@@ -154,7 +157,11 @@ func start(spec brokerSpec, dir string) (*runningBroker, error) {
 	b := &runningBroker{cmd: cmd, Port: port, Pid: cmd.Process.Pid, log: logPath}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
+	wait := spec.Wait
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
 		if err == nil {
@@ -170,7 +177,8 @@ func start(spec brokerSpec, dir string) (*runningBroker, error) {
 		}
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(b.Pid, syscall.SIGKILL)
-			return nil, errors.New("perf: " + spec.Name + " did not open its port within 10s")
+			out, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("perf: %s did not open its port within %v\n%s", spec.Name, wait, out)
 		}
 	}
 }

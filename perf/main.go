@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,12 +45,18 @@ type options struct {
 	warmup      time.Duration
 	scenarios   string
 	conns       int
+	tlsConns    int
 	midge       string
 	midgeArgs   string
 	noMosquitto bool
 	out         string
 	profileDir  string
 	others      brokerList
+	unixOnly    bool
+	bridged     bool // also compare bridged throughput (bridged.go)
+	onlyBridged bool
+	cluster     bool // also compare one node with a three-node cluster (clustered.go)
+	onlyCluster bool
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -60,14 +67,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.rounds, "rounds", 4, "runs per broker and scenario, in A B B A order")
 	fs.DurationVar(&o.duration, "d", 4*time.Second, "measured time per run")
 	fs.DurationVar(&o.warmup, "w", time.Second, "warm-up per run")
-	fs.StringVar(&o.scenarios, "scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios")
+	fs.StringVar(&o.scenarios, "scenarios", strings.Join(scenarios, ","), "comma-separated scenarios")
 	fs.IntVar(&o.conns, "conns", 19000, "idle connections in the conns scenario")
+	fs.IntVar(&o.tlsConns, "tls-conns", 10000, "idle connections in the tls-conns and wss-conns scenarios")
 	fs.StringVar(&o.midge, "midge", "", "midge binary (default: go build -o bin/midge .)")
 	fs.StringVar(&o.midgeArgs, "midge-args", "", "extra arguments for midge")
 	fs.BoolVar(&o.noMosquitto, "no-mosquitto", false, "do not run mosquitto")
 	fs.StringVar(&o.out, "out", "perf/results", "report directory")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "write a midge CPU profile per run into this directory")
+	fs.BoolVar(&o.bridged, "bridged", true, "also compare throughput through a bridge (full runs with mosquitto)")
+	fs.BoolVar(&o.onlyBridged, "only-bridged", false, "run only the bridged throughput comparison, printed")
+	fs.BoolVar(&o.cluster, "cluster", true, "also compare one midge with a three-node midge cluster (full runs)")
+	fs.BoolVar(&o.onlyCluster, "only-cluster", false, "run only the cluster comparison, printed and written to perf/results/<date>-cluster.md")
 	fs.Var(&o.others, "broker", "another broker as name=command with {port} (repeatable)")
+	fs.BoolVar(&o.unixOnly, "unix", false, "only compare QoS 0 pairs over a Unix socket and loopback TCP (also part of a full run)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -76,6 +89,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		o.rounds, o.duration, o.warmup, o.noMosquitto = 1, 1500*time.Millisecond, 500*time.Millisecond, true
 		if !flagSet(fs, "conns") {
 			o.conns = 1000
+		}
+		if !flagSet(fs, "tls-conns") {
+			o.tlsConns = 1000
 		}
 	}
 
@@ -90,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	o.midge = midge // connpin runs its generator as `midge bench`
 	midgeCmd := midge + " -c {conf}"
 	if o.midgeArgs != "" {
 		midgeCmd += " " + o.midgeArgs
@@ -116,6 +133,39 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
+	unixBrokers := brokers[:min(len(brokers), 2)] // midge and mosquitto: the others' configs are unknown
+	if o.unixOnly {
+		if err := unixCompare(ctx, o, env, unixBrokers, stdout, logf); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		return 0
+	}
+	if o.onlyBridged {
+		if err := bridged(ctx, o, brokers[:min(2, len(brokers))], dir, stdout, logf); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		return 0
+	}
+	if o.onlyCluster {
+		var b strings.Builder
+		if err := clustered(ctx, o, brokers[0], dir, &b, logf); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		fmt.Fprint(stdout, b.String())
+		path := filepath.Join(o.out, time.Now().UTC().Format("2006-01-02")+"-cluster.md")
+		text := fmt.Sprintf("# midge: one node against a three-node cluster, %s\n\n- Machine: %s, %d cores, %.0f GiB; kernel %s\n- Go %s; %s\n"+
+			"- `go run ./perf -only-cluster -rounds %d -d %v -w %v`: every node fresh per run; the load generator shares the cores.\n",
+			env.Date, env.CPU, env.Cores, env.MemGiB, env.Kernel, env.Go, env.Midge, o.rounds, o.duration, o.warmup) + b.String()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		logf("report: %s", path)
+		return 0
+	}
 	runs, err := runAll(ctx, o, brokers, dir, logf)
 	if err != nil {
 		logf("%v", err)
@@ -148,8 +198,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprint(stdout, rep.summary())
+	if o.bridged && !o.noMosquitto {
+		var b strings.Builder
+		if err := bridged(ctx, o, brokers[:2], dir, &b, logf); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		fmt.Fprint(stdout, b.String())
+		if err := appendFile(path, b.String()); err != nil {
+			logf("%v", err)
+			return 1
+		}
+	}
+	if o.cluster {
+		var b strings.Builder
+		if err := clustered(ctx, o, brokers[0], dir, &b, logf); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		fmt.Fprint(stdout, b.String())
+		if err := appendFile(path, b.String()); err != nil {
+			logf("%v", err)
+			return 1
+		}
+	}
 	logf("report: %s", path)
+	if err := unixCompare(ctx, o, env, unixBrokers, stdout, logf); err != nil {
+		logf("%v", err)
+		return 1
+	}
 	return 0
+}
+
+// appendFile adds text at the end of the file at path.
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func flagSet(fs *flag.FlagSet, name string) (set bool) {
@@ -164,11 +255,26 @@ type runResult struct {
 	Result *bench.Result `json:"result"`
 }
 
+// scenarios are perf's: bench's, fan-in from 4 publishers, fan-out with a
+// stuck subscriber, and connects
+// with the generator and the broker pinned to a core each (pinned.go).
+var scenarios = append(append(append([]string(nil), bench.Scenarios...), "fanin4", "fanoutstuck", "connpin"), bench.TLSScenarios...)
+
 // config is the bench configuration of each scenario in perf.
 func config(o options, name string) bench.Config {
 	c := bench.Config{Scenario: name, Duration: o.duration, Warmup: o.warmup, Conns: o.conns}
-	if name == "conns" {
+	switch name {
+	case "conns":
+		// Hold time: the connect phase is timed, then the broker's CPU
+		// while the connections are idle.
+		c.Duration = 5 * time.Second
+	case "tls-conns", "tls-conns-ec", "wss-conns":
+		c.Conns = o.tlsConns
 		c.Duration = 2 * time.Second // hold time; the connect phase is what is timed
+	case "fanin4":
+		c.Scenario, c.Publishers = "fanin", 4
+	case "fanoutstuck": // 999 subscribers that read, one that does not
+		c.Scenario, c.Subscribers, c.Stuck = "fanout", 999, 1
 	}
 	return c
 }
@@ -178,6 +284,13 @@ func config(o options, name string) bench.Config {
 func runAll(ctx context.Context, o options, brokers []brokerSpec, dir string, logf func(string, ...any)) ([]runResult, error) {
 	var runs []runResult
 	names := strings.Split(o.scenarios, ",")
+	var crts *certs
+	if slices.ContainsFunc(names, isTLS) {
+		var err error
+		if crts, err = makeCerts(dir); err != nil {
+			return nil, fmt.Errorf("perf: certificates: %w", err)
+		}
+	}
 	total, n := len(names)*o.rounds*len(brokers), 0
 	for _, name := range names {
 		for round := 0; round < o.rounds; round++ {
@@ -195,13 +308,35 @@ func runAll(ctx context.Context, o options, brokers []brokerSpec, dir string, lo
 				if o.profileDir != "" && spec.Name == "midge" {
 					spec.Command += " --cpuprofile " + filepath.Join(o.profileDir, fmt.Sprintf("%s-%d.pprof", name, round))
 				}
+				if name == "connpin" {
+					spec.Command = pinnedCommand(spec.Command, brokerCore)
+				}
+				c := config(o, name)
+				if isTLS(name) {
+					if spec.Conf == "" {
+						logf("[%d/%d] %-8s %-9s skipped: no configuration to add TLS to", n, total, name, spec.Name)
+						continue
+					}
+					conf, err := crts.withTLS(spec.Conf, name)
+					if err != nil {
+						return runs, err
+					}
+					spec.Conf, c.TLS = conf, crts.client
+				}
 				b, err := start(spec, dir)
 				if err != nil {
 					return runs, err
 				}
-				c := config(o, name)
 				c.Port, c.BrokerPID = b.Port, b.Pid
-				r, err := bench.Run(ctx, c)
+				var r *bench.Result
+				if name == "connpin" {
+					r, err = runPinned(ctx, o, c)
+				} else {
+					r, err = bench.Run(ctx, c)
+				}
+				if r != nil {
+					r.Scenario = name
+				}
 				if stopErr := b.stop(); stopErr != nil {
 					logf("%s: %v", spec.Name, stopErr)
 				}
@@ -232,7 +367,12 @@ func oneLine(r *bench.Result) string {
 		}
 		s += fmt.Sprintf(", p50 %s p99 %s", bench.Micros(r.Latency.P50), bench.Micros(r.Latency.P99))
 	case "conns":
-		s = fmt.Sprintf("%s conn/s, %.2f KiB/conn", bench.Count(r.ConnectRate), r.KiBPerConn)
+		s = fmt.Sprintf("%s conn/s, %.2f KiB/conn, idle CPU %.2f%%, RSS at start %s",
+			bench.Count(r.ConnectRate), r.KiBPerConn, r.IdleCPU*100, bench.KiB(r.StartRSSKiB))
+	case "connpin":
+		s = fmt.Sprintf("%s conn/s, broker %.1f µs per connect", bench.Count(r.ConnectRate), cpuPerConnect(brokerCPU)(r))
+	case "tls-conns", "tls-conns-ec", "wss-conns":
+		s = fmt.Sprintf("%s conn/s, %.2f KiB/conn, broker CPU %s", bench.Count(r.ConnectRate), r.KiBPerConn, bench.Percent(r.BrokerCPU))
 	}
 	return s
 }

@@ -13,7 +13,7 @@ import (
 // persistedConf is midgeConf with persistence on and every QoS 1/2 ack
 // waiting for its sync (persistence_sync always, the default).
 var persistedConf = strings.Replace(midgeConf, "persistence false\n",
-	"persistence true\npersistence_location {store}\npersistence_sync always\n", 1)
+	"persistence true\npersistence_location {store}\npersistence_sync always\nuser root\n", 1)
 
 // persistRatio runs QoS 1 fan-in to a persistent subscriber against midge
 // with and without persistence, alternating, and prints the rates and their

@@ -16,6 +16,9 @@ need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Cross builds run under emulation (test/cross): qemu-aarch64, qemu-arm,
+# qemu-riscv64 and qemu-mipsel, all in Debian's qemu-user.
+command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   apt-get update -qq

@@ -12,6 +12,9 @@ import "time"
 // registered with that queue, so that another one can hold it. Loop-only
 // (the publisher's loop).
 func (c *Client) StillHeld(now time.Time) bool {
+	if c.extra != nil && c.extra.heldBy != nil && c.stillHeldRemote(now.UnixNano()) {
+		return true
+	}
 	s := c.waitingOn.Load()
 	if s == nil {
 		return false

@@ -137,3 +137,50 @@ func TestPublishPathAllocs(t *testing.T) {
 		t.Fatalf("publish path allocates %.1f times per message, want 0", n)
 	}
 }
+
+// TestAliasedPublishAllocs: giving and reusing outbound topic aliases (a
+// subscriber allowing 4, topics churning over 8, so slots are replaced)
+// allocates nothing per message once warm.
+func TestAliasedPublishAllocs(t *testing.T) {
+	br := benchBroker()
+	sub := br.NewClient(&benchTransport{}, nil)
+	var out Output
+	var p codec.Packet
+	p.Type = codec.CONNECT
+	p.Connect.ProtocolName, p.Connect.ProtocolLevel = []byte("MQTT"), codec.Version5
+	p.Connect.CleanStart, p.Connect.ClientID = true, []byte("aliased")
+	p.Props.TopicAliasMaximum = 4
+	p.Props.Set(codec.PropTopicAliasMaximum)
+	if err := sub.Handle(&p, &out); err != nil {
+		t.Fatal(err)
+	}
+	p.Reset()
+	p.Type, p.PacketID = codec.SUBSCRIBE, 1
+	p.Subscriptions = append(p.Subscriptions, codec.Subscription{Filter: []byte("fleet/#")})
+	if err := sub.Handle(&p, &out); err != nil {
+		t.Fatal(err)
+	}
+	out.Done()
+	pub := connectClient(t, br, "pub", codec.Version311, "", 0)
+	topics := make([][]byte, 8)
+	for i := range topics {
+		topics[i] = []byte(fmt.Sprintf("fleet/site%d/telemetry/with/a/long/topic", i))
+	}
+	var msg codec.Packet
+	msg.Type, msg.Payload = codec.PUBLISH, []byte("hello")
+	n := 0
+	run := func() {
+		msg.Topic = topics[n%len(topics)]
+		n++
+		_ = pub.Handle(&msg, &out)
+		out.Done()
+		_, _ = sub.Drain(&out, 1<<20)
+		out.Done()
+	}
+	for i := 0; i < 100; i++ {
+		run()
+	}
+	if a := testing.AllocsPerRun(1000, run); a > 0 {
+		t.Fatalf("aliased publish allocates %.1f times per message, want 0", a)
+	}
+}

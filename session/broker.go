@@ -33,10 +33,29 @@ type Options struct {
 	ConnectionMessages bool // connection_messages: log connects and disconnects
 	QueueQoS0          bool // queue_qos0_messages: queue QoS 0 for offline persistent sessions
 
+	ClientIDPrefixes   string // clientid_prefixes: other client ids are refused
+	UpgradeOutgoingQoS bool   // upgrade_outgoing_qos: deliver at the subscription's QoS
+	MaxInflightBytes   int    // max_inflight_bytes: outgoing QoS 1/2 payload bytes in flight (0 = no limit)
+	// CheckRetainSource is check_retain_source: a retained message is sent
+	// to a new subscriber only while its publisher may still publish to
+	// its topic (ACLs are re-read on SIGHUP).
+	CheckRetainSource bool
+	// MemoryLimit is memory_limit: while the heap is over it (see
+	// Broker.SetOverMemory), an inbound PUBLISH is dropped and its client
+	// disconnected, as mosquitto does when an allocation is refused.
+	MemoryLimit bool
+	// ResponseInfoPrefix is midge's response_information_prefix: a v5
+	// client that sends Request Response Information = 1 gets this prefix
+	// and its client id as Response Information ("": never, as mosquitto).
+	ResponseInfoPrefix string
+
 	// Auth decides CONNECT credentials and topic access; nil allows everything.
 	Auth Authorizer
 
 	Logger *log.Logger
+	// SubscribeLog and UnsubscribeLog, when set, get a line per
+	// (un)subscription, as mosquitto's log_type subscribe/unsubscribe.
+	SubscribeLog, UnsubscribeLog *log.Logger
 }
 
 // DefaultOptions are mosquitto 2's defaults.
@@ -67,6 +86,26 @@ type Policy struct {
 	// password are ignored and not checked, as in mosquitto. A client
 	// without an identity is refused (bad username or password).
 	IdentityAsUsername bool
+
+	// Control takes PUBLISHes to $CONTROL/ topics that the client may
+	// write (nil: they are acknowledged and dropped, as in mosquitto).
+	Control ControlHandler
+	// QoSLimited is set by max_qos below 2: MaxQoS is announced to v5
+	// clients in CONNACK [MQTT-3.2.2-9], a higher PUBLISH QoS disconnects
+	// the client, a higher will QoS refuses the CONNECT [MQTT-3.2.2-12],
+	// and a higher subscription is granted at MaxQoS, as in mosquitto.
+	QoSLimited bool
+	MaxQoS     byte
+	// UsernameAsClientID is use_username_as_clientid: the username is the
+	// client id; a client without one is refused as not authorised.
+	UsernameAsClientID bool
+	// MountPoint is mount_point: prefixed to the topics the listener's
+	// clients publish and subscribe to, and removed from what they receive.
+	MountPoint string
+	// Listener names the listener (its port) across restarts: a retained
+	// message's publisher is checked again under its listener's policy
+	// after one (check_retain_source, SetListenerPolicies).
+	Listener string
 }
 
 // Authorizer checks credentials and topic access. Implementations must be
@@ -79,6 +118,17 @@ type Authorizer interface {
 	Allow(c *ClientInfo, topic string, access Access) bool
 }
 
+// ReadAsker is an Authorizer whose answers to read questions (deliveries)
+// may need I/O. A delivery never waits for one: AskRead answers Wait while it
+// fetches the answer, and calls wake (when not nil) once the answer is in,
+// so that the message, queued meanwhile, is asked about again and sent or
+// dropped: nothing a subscriber may read is lost for want of an answer.
+// Implementations must be safe for concurrent use; wake may be called from
+// any goroutine and must not be called during AskRead.
+type ReadAsker interface {
+	AskRead(c *ClientInfo, topic string, wake func()) Decision
+}
+
 // Access is the kind of topic access checked by an Authorizer.
 type Access int
 
@@ -86,6 +136,9 @@ const (
 	AccessRead Access = iota + 1
 	AccessWrite
 	AccessSubscribe
+	// AccessUnsubscribe is asked only of an Asker (dynamic security's
+	// unsubscribe ACLs); Allow is never asked it.
+	AccessUnsubscribe
 )
 
 // ClientInfo identifies a connected client to an Authorizer.
@@ -113,6 +166,15 @@ type Stats struct {
 	RetainedMessages  atomic.Int64
 	ConnectionsOpened atomic.Int64 // sockets accepted, ever
 	Connects          atomic.Int64 // CONNECTs accepted, ever
+	LoopsDropped      atomic.Int64 // messages that came back over a bridge (via.go)
+
+	// Auth decisions (auth.Authorizer), and the answers of auth services
+	// served from their cache or asked for.
+	AuthAllowed     atomic.Int64
+	AuthDenied      atomic.Int64
+	AuthErrors      atomic.Int64
+	AuthCacheHits   atomic.Int64
+	AuthCacheMisses atomic.Int64
 }
 
 // Broker is the state shared by all connections: subscriptions, retained
@@ -125,17 +187,31 @@ type Broker struct {
 
 	registry registry
 	persist  persistence
+	cluster  Cluster // nil on a single node
+
+	// nil unless sessions are cluster-wide (handover.go)
+	sessions SessionCluster
+
+	extraStats []func() []Stat // cluster.go
 
 	// Queue lengths past which a publisher is slowed (see Session.deliver).
 	softQueue int
 	softBytes int
 	policy    Policy // for clients whose transport names none
-	timers    timers
-	Stats     Stats
-	started   time.Time
+	// listenerPolicies are the listeners' policies by Policy.Listener
+	// (SetListenerPolicies); read-only once set.
+	listenerPolicies map[string]*Policy
+	timers           timers
+	Stats            Stats
+	started          time.Time
 
-	idSeq atomic.Uint64 // assigned client identifiers
+	id         string      // this run's identity for bridges' loop guard (via.go)
+	overMemory atomic.Bool // the heap is over memory_limit
 }
+
+// SetOverMemory tells the broker whether the heap is over memory_limit
+// (Options.MemoryLimit). Any goroutine.
+func (b *Broker) SetOverMemory(over bool) { b.overMemory.Store(over) }
 
 // NewBroker makes a broker with the given options.
 func NewBroker(opts Options) *Broker {
@@ -153,6 +229,7 @@ func NewBroker(opts Options) *Broker {
 		subs:     trie.New(trie.Config{CacheSize: 4096}),
 		retained: trie.NewRetained[*Message](),
 		started:  time.Now(),
+		id:       newBrokerID(),
 	}
 	b.softQueue, b.softBytes = 1000, opts.MaxQueuedBytes/2
 	if opts.MaxQueuedMessages > 0 {
@@ -160,7 +237,6 @@ func NewBroker(opts Options) *Broker {
 	}
 	b.policy = Policy{Auth: opts.Auth, AllowZeroLengthID: opts.AllowZeroLengthID,
 		AutoIDPrefix: opts.AutoIDPrefix, MaxTopicAlias: opts.MaxTopicAlias}
-	b.registry.init()
 	b.timers.init()
 	return b
 }
@@ -190,6 +266,6 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) {
 	p.Topic, p.Payload = []byte(topic), payload
 	var r trie.Result
 	pb := b.newBatch()
-	_, _, _ = b.route(nil, p.Topic, &p, &r, time.Now().UnixNano(), pb)
+	_, _, _ = b.route(nil, p.Topic, &p, &r, time.Now().UnixNano(), pb, nil)
 	b.submit(pb)
 }

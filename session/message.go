@@ -27,6 +27,10 @@ type Message struct {
 	ExpiresAt int64 // unix nanoseconds; 0 = never
 
 	buf []byte // backing store of Topic, Payload and the byte-slice props
+
+	// from is who published a retained message, for check_retain_source
+	// (nil: the broker, or no check).
+	from *reader
 }
 
 var messagePool = sync.Pool{New: func() any { return new(Message) }}
@@ -51,7 +55,7 @@ func newMessage(topic []byte, p *codec.Packet, now int64) *Message {
 	b := m.buf[:0]
 	b, m.Topic = appendField(b, topic)
 	b, m.Payload = appendField(b, p.Payload)
-	m.QoS, m.Retain, m.ExpiresAt = p.QoS, p.Retain, 0
+	m.QoS, m.Retain, m.ExpiresAt, m.from = p.QoS, p.Retain, 0, nil
 
 	m.Props.Reset()
 	src := &p.Props
@@ -66,6 +70,10 @@ func newMessage(topic []byte, p *codec.Packet, now int64) *Message {
 		b, v = appendField(b, u.Value)
 		m.Props.User = append(m.Props.User, codec.UserProperty{Key: k, Value: v})
 	}
+	// The publisher's order, kept for the forwarded properties: the encoder
+	// skips those the message does not carry (Order has room after the
+	// first uses of a pooled Message).
+	m.Props.Order = append(m.Props.Order, src.Order...)
 	if src.Has(codec.PropMessageExpiry) {
 		m.ExpiresAt = now + int64(src.MessageExpiry)*1e9
 	}

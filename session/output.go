@@ -28,6 +28,10 @@ type Output struct {
 	match  trie.Result  // scratch for routing a PUBLISH
 	batch  *store.Batch // scratch for the store's changes, when the broker persists
 
+	// A cluster's forwards of this turn, by Remote slot (cluster.go).
+	fwds    []fwdBuf
+	pending []int32
+
 	// now is the time of the loop turn (unix ns), read once per turn rather
 	// than once per message; the transport sets it with SetNow.
 	now int64

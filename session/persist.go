@@ -60,6 +60,7 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 				m.Release()
 				return
 			}
+			m.from = b.sourceReader(sm.Source)
 			b.retained.Set(string(m.Topic), m)
 			b.Stats.RetainedMessages.Add(1)
 		},
@@ -67,7 +68,7 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 			b.restoreSession(ss, now, fix)
 		},
 		Queued: func(q *store.Queued) {
-			s := b.registry.m[q.ClientID]
+			s := b.registry.m.get(q.ClientID)
 			if s == nil {
 				fix.DeleteQueued(q.ClientID, q.Seq)
 				return
@@ -78,7 +79,8 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 			}
 			maxSeq = max(maxSeq, q.Seq)
 			if q.PacketID != 0 {
-				s.inflight = append(s.inflight, inflight{id: q.PacketID, e: e, pubrel: q.PubrelSent})
+				fl := s.newFlows()
+				fl.inflight = append(fl.inflight, inflight{id: q.PacketID, e: e, pubrel: q.PubrelSent})
 				return
 			}
 			s.queue = append(s.queue, e)
@@ -86,8 +88,9 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 			s.queued.Store(int32(len(s.queue)))
 		},
 		AwaitingRel: func(clientID string, id uint16) {
-			if s := b.registry.m[clientID]; s != nil {
-				s.awaitingRel = append(s.awaitingRel, id)
+			if s := b.registry.m.get(clientID); s != nil {
+				fl := s.newFlows()
+				fl.awaitingRel = append(fl.awaitingRel, id)
 			} else {
 				fix.DeleteAwaitingRel(clientID, id)
 			}
@@ -103,9 +106,9 @@ func (b *Broker) AttachStore(db *store.DB) (store.Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	for _, s := range b.registry.m { // inflight resent in the order first sent
-		sort.SliceStable(s.inflight, func(i, j int) bool { return s.inflight[i].e.seq < s.inflight[j].e.seq })
-	}
+	b.registry.m.each(func(s *Session) { // inflight resent in the order first sent
+		sort.SliceStable(s.flows().inflight, func(i, j int) bool { return s.flows().inflight[i].e.seq < s.flows().inflight[j].e.seq })
+	})
 	if fix.Len() > 0 {
 		db.Submit(fix)
 	}
@@ -212,11 +215,10 @@ func (b *Broker) restoreSession(ss *store.Session, now int64, fix *store.Batch) 
 		fix.DeleteSession(ss.ClientID)
 		return
 	}
-	s := newSession(b, ss.ClientID)
-	s.expiry, s.version, s.stored = ss.Expiry, ss.Version, true
 	// Messages queued while it is away are checked against its last
 	// identity, under the broker's policy (the listener it used is not known).
-	s.reader.Store(&reader{pol: &b.policy, info: ClientInfo{ClientID: ss.ClientID, Username: ss.Username, HasUsername: ss.HasUsername}})
+	s := newSession(b, &reader{pol: &b.policy, info: ClientInfo{ClientID: ss.ClientID, Username: ss.Username, HasUsername: ss.HasUsername}})
+	s.expiry, s.version, s.stored, s.nextID = ss.Expiry, ss.Version, true, ss.LastID
 	s.pers().subs = make(map[string]trie.Options, len(ss.Subscriptions))
 	for _, sub := range ss.Subscriptions {
 		o := trie.Options{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
@@ -226,7 +228,7 @@ func (b *Broker) restoreSession(ss *store.Session, now int64, fix *store.Batch) 
 		}
 		s.p.subs[sub.Filter] = o
 	}
-	b.registry.m[s.id] = s
+	b.registry.m.put(s)
 	b.Stats.ClientsTotal.Add(1)
 	s.p.offSince = disconnected
 	b.restoreWill(s, ss, disconnected, now)
@@ -243,16 +245,17 @@ func (b *Broker) rememberWillLocked(s *Session, c *Client) {
 	if b.persist.db == nil || c.will == nil || c.expiry == 0 {
 		return
 	}
-	m := toStore(c.will.m)
+	w := c.will
+	m := toStore(w.m)
 	m.Topic = append([]byte(nil), m.Topic...)
 	m.Payload = append([]byte(nil), m.Payload...)
 	m.Props = codec.Properties{Present: m.Props.Present, PayloadFormat: m.Props.PayloadFormat,
 		ContentType: append([]byte(nil), m.Props.ContentType...), ResponseTopic: append([]byte(nil), m.Props.ResponseTopic...),
 		CorrelationData: append([]byte(nil), m.Props.CorrelationData...)}
-	for _, u := range c.will.m.Props.User {
+	for _, u := range w.m.Props.User {
 		m.Props.User = append(m.Props.User, codec.UserProperty{Key: append([]byte(nil), u.Key...), Value: append([]byte(nil), u.Value...)})
 	}
-	s.pers().willRec, s.p.willDelay = &m, c.will.delay
+	s.pers().willRec, s.p.willDelay = &m, w.delay
 }
 
 // restoreWill schedules the stored will of a restored session: at its delay
@@ -279,6 +282,9 @@ func (b *Broker) restoreWill(s *Session, ss *store.Session, disconnected, now in
 // forgetWillLocked drops the stored will once it was published or cancelled.
 // Assumes s.mu is held.
 func (b *Broker) forgetWillLocked(s *Session, pb *store.Batch) {
+	if b.sessions != nil && !s.ended && s.owner == nil {
+		defer b.snapshotOfflineLocked(s) // the cluster's copy loses the will too (handover.go)
+	}
 	if s.p == nil || s.p.willRec == nil {
 		return
 	}
@@ -302,6 +308,47 @@ func messageFromStore(sm *store.Message) *Message {
 func toStore(m *Message) store.Message {
 	return store.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
 		Props: m.Props, ExpiresAt: m.ExpiresAt}
+}
+
+// retainedToStore is toStore for a retained message: with
+// check_retain_source, its publisher is kept too.
+func retainedToStore(m *Message) store.Message {
+	sm := toStore(m)
+	if f := m.from; f != nil {
+		sm.Source = &store.Source{ClientID: f.info.ClientID, Username: f.info.Username,
+			HasUsername: f.info.HasUsername, Listener: f.pol.Listener}
+	}
+	return sm
+}
+
+// SetListenerPolicies gives the broker the listeners' policies, so that the
+// publisher of a retained message loaded from the store is checked under
+// its own listener's (check_retain_source with per_listener_settings). Call
+// it before AttachStore.
+func (b *Broker) SetListenerPolicies(pols []*Policy) {
+	b.listenerPolicies = make(map[string]*Policy, len(pols))
+	for _, p := range pols {
+		if p.Listener != "" {
+			b.listenerPolicies[p.Listener] = p
+		}
+	}
+}
+
+// sourceReader is the publisher of a retained message loaded from the
+// store, under its listener's policy (the broker's when it is not found).
+// Nil when nothing checks it.
+func (b *Broker) sourceReader(src *store.Source) *reader {
+	if src == nil || !b.opts.CheckRetainSource {
+		return nil
+	}
+	pol := b.listenerPolicies[src.Listener]
+	if pol == nil {
+		pol = &b.policy
+	}
+	if pol.Auth == nil {
+		return nil
+	}
+	return &reader{pol: pol, info: ClientInfo{ClientID: src.ClientID, Username: src.Username, HasUsername: src.HasUsername}}
 }
 
 // batch returns the loop's scratch batch when the broker persists, else nil.
@@ -342,6 +389,9 @@ func (b *Broker) Durable(uint64) {
 	p.mu.Lock()
 	waiters := p.waiters
 	p.waiters = nil
+	for _, c := range waiters {
+		c.durWait = false
+	}
 	p.mu.Unlock()
 	for _, c := range waiters {
 		c.t.Wake()
@@ -359,38 +409,64 @@ type pendingAck struct {
 // ack sends an acknowledgement, or queues it behind earlier ones while its
 // changes (seq) are not yet durable: acks leave in the order the PUBLISHes
 // came [MQTT-4.6.0-2/3]. Loop-only.
-func (c *Client) ack(out *Output, t codec.PacketType, id uint16, reason byte, seq uint64) {
-	if seq == 0 && len(c.acks) == 0 {
-		c.sendAck(out, t, id, reason)
+func (c *Client) ack(out *Output, t codec.PacketType, id uint16, reason byte, why string, seq uint64) {
+	if seq == 0 && (c.extra == nil || len(c.extra.acks) == 0) {
+		c.sendAckWhy(out, t, id, reason, why) // a held ack goes without its reason string
 		return
 	}
-	c.acks = append(c.acks, pendingAck{t: t, id: id, reason: reason, seq: seq})
+	x := c.more()
+	x.acks = append(x.acks, pendingAck{t: t, id: id, reason: reason, seq: seq})
 	c.flushAcks(out)
+}
+
+// heldPubacks counts the PUBACKs waiting for the store. Loop-only.
+func (c *Client) heldPubacks() int {
+	if c.extra == nil {
+		return 0
+	}
+	n := 0
+	for i := range c.extra.acks {
+		if c.extra.acks[i].t == codec.PUBACK {
+			n++
+		}
+	}
+	return n
 }
 
 // flushAcks sends the held acks that are durable now, and asks to be woken
 // when more become durable. Loop-only.
 func (c *Client) flushAcks(out *Output) {
-	if len(c.acks) == 0 || c.b.persist.db == nil {
+	if c.extra == nil || len(c.extra.acks) == 0 || c.b.persist.db == nil {
 		return
 	}
+	acks := c.extra.acks
 	durable := c.b.persist.db.Durable()
 	n := 0
-	for n < len(c.acks) && c.acks[n].seq <= durable {
-		a := &c.acks[n]
+	for n < len(acks) && acks[n].seq <= durable {
+		a := &acks[n]
 		c.sendAck(out, a.t, a.id, a.reason)
 		n++
 	}
-	c.acks = c.acks[:copy(c.acks, c.acks[n:])]
-	if len(c.acks) > 0 {
-		p := &c.b.persist
-		p.mu.Lock()
+	acks = acks[:copy(acks, acks[n:])]
+	c.extra.acks = acks
+	if len(acks) > 0 {
+		c.waitDurable(acks[0].seq)
+	}
+}
+
+// waitDurable asks for c to be woken once the store's batch seq is durable.
+// Any goroutine that may use c's transport.
+func (c *Client) waitDurable(seq uint64) {
+	p := &c.b.persist
+	p.mu.Lock()
+	if !c.durWait { // once: a client woken twice takes two turns
+		c.durWait = true
 		p.waiters = append(p.waiters, c)
-		p.mu.Unlock()
-		// A commit may have completed between Durable and registering.
-		if c.b.persist.db.Durable() >= c.acks[0].seq {
-			c.t.Wake()
-		}
+	}
+	p.mu.Unlock()
+	// A commit may have completed between Durable and registering.
+	if p.db.Durable() >= seq {
+		c.t.Wake()
 	}
 }
 
@@ -423,8 +499,8 @@ func (b *Broker) storeSessionLocked(s *Session, pb *store.Batch, disconnectedAt 
 	}
 	s.stored = true
 	p := s.pers()
-	rec := store.Session{ClientID: s.id, Version: s.version, Expiry: s.expiry, DisconnectedAt: disconnectedAt,
-		Will: p.willRec, WillDelay: p.willDelay}
+	rec := store.Session{ClientID: s.ID(), Version: s.version, Expiry: s.expiry, DisconnectedAt: disconnectedAt,
+		Will: p.willRec, WillDelay: p.willDelay, LastID: s.nextID}
 	if r := s.reader.Load(); r != nil {
 		rec.Username, rec.HasUsername = r.info.Username, r.info.HasUsername
 	}
@@ -441,7 +517,7 @@ func (s *Session) storeQueuedLocked(pb *store.Batch, e *entry, id uint16, pubrel
 	if pb == nil || e.seq == 0 {
 		return
 	}
-	pb.PutQueued(&store.Queued{ClientID: s.id, Seq: e.seq, Msg: toStore(e.m), QoS: e.qos, Retain: e.retain,
+	pb.PutQueued(&store.Queued{ClientID: s.ID(), Seq: e.seq, Msg: toStore(e.m), QoS: e.qos, Retain: e.retain,
 		SubIDs: e.ids, PacketID: id, PubrelSent: pubrel})
 }
 
@@ -454,8 +530,8 @@ func (s *Session) unstoreLocked(pb *store.Batch, e *entry, rewritten bool) {
 		return
 	}
 	if rewritten {
-		pb.DeleteQueued(s.id, e.seq)
+		pb.DeleteQueued(s.ID(), e.seq)
 		return
 	}
-	pb.DeleteQueuedOnce(s.id, e.seq)
+	pb.DeleteQueuedOnce(s.ID(), e.seq)
 }

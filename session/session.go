@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/midge-mqtt/midge/store"
 	"github.com/midge-mqtt/midge/trie"
@@ -24,28 +25,62 @@ type Session struct {
 	// one Session is held per connected client, so its size class is part
 	// of the cost of every idle connection.
 	b           *Broker
-	id          string
-	reader      atomic.Pointer[reader] // who reads this session's messages, for ACL checks
+	reader      atomic.Pointer[reader] // who reads this session's messages, for ACL checks, and its client id
 	owner       *Client                // connected client, nil when offline; guarded by mu
 	queue       []entry                // messages not yet sent, oldest first, from head
-	inflight    []inflight             // outgoing QoS 1/2 not yet complete, in send order
-	awaitingRel []uint16               // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
+	fl          *flows                 // QoS 1/2 flows in progress; nil until the first (flows, newFlows)
 	waiters     *waitList              // publishers held back until this queue drains (nil: never any)
 	p           *persisted             // what only the store needs; nil until the broker persists this session
 	queuedBytes int
 	lastDrain   int64 // unix ns when its connection last took messages (stuck detection)
 
-	mu       sync.Mutex
-	online   atomic.Bool  // a client is connected (read by Busy without the lock)
-	queued   atomic.Int32 // len(queue)-head, mirrored for Busy
-	head     int32        // index of the oldest queued entry
-	expiry   uint32       // session expiry interval, seconds (math.MaxUint32: never)
-	timerGen uint32       // bumps to cancel pending expiry / will timers (compared for equality only)
-	nextID   uint16
-	version  byte // protocol level of the last connection
-	woken    bool // owner has been asked to drain and has not yet
-	stored   bool // the store holds a record of this session
-	ended    bool
+	mu          sync.Mutex
+	connectedAt atomic.Uint32 // unix seconds of its owner's CONNECT (the dashboard's clients page; 32 bits last until 2106)
+	online      atomic.Bool   // a client is connected (read by Busy without the lock)
+	queued      atomic.Int32  // len(queue)-head, mirrored for Busy
+	head        int32         // index of the oldest queued entry
+	expiry      uint32        // session expiry interval, seconds (math.MaxUint32: never)
+	timerGen    uint32        // bumps to cancel pending expiry / will timers (compared for equality only)
+	nextID      uint16
+	version     byte // protocol level of the last connection
+	woken       bool // owner has been asked to drain and has not yet
+	stored      bool // the store holds a record of this session
+	ended       bool
+	replaced    bool // ended by a new connection for its client id (cancels a delayed will)
+	// connecting: offline, but a bridge is connecting to its remote for it
+	// (Broker.Connecting): QoS 0 is queued, as for a connected session.
+	connecting bool
+}
+
+// flows are a session's QoS 1/2 exchanges in progress. They are kept apart
+// from the Session, made on the first one, so that a session that never
+// has any (an idle client, a QoS 0 subscriber) does not pay for their two
+// slice headers: 144 bytes per Session instead of 192.
+type flows struct {
+	inflight    []inflight // outgoing QoS 1/2 not yet complete, in send order
+	awaitingRel []uint16   // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
+}
+
+// noFlows stands for the flows of a session that has none. Read-only: it is
+// shared by every such session.
+var noFlows flows
+
+// flows returns the session's flows for reading or changing existing
+// entries (never nil; empty if it has none). Assumes s.mu is held.
+func (s *Session) flows() *flows {
+	if s.fl == nil {
+		return &noFlows
+	}
+	return s.fl
+}
+
+// newFlows returns the session's flows for adding to, making them on first
+// use. Assumes s.mu is held.
+func (s *Session) newFlows() *flows {
+	if s.fl == nil {
+		s.fl = new(flows)
+	}
+	return s.fl
 }
 
 // waitList holds the publishers held back by one session's queue. It is
@@ -59,38 +94,64 @@ type reader struct {
 	info ClientInfo
 }
 
-// mayRead checks the session's read access to m's topic (ACLs are checked on
-// delivery, as mosquitto does). Any goroutine.
-func (s *Session) mayRead(m *Message) bool {
+// readAccess checks the session's read access to m's topic (ACLs are
+// checked on delivery, as mosquitto does). Wait: the answer needs I/O and is
+// being fetched; wake (if not nil) is called once it is in. Any goroutine.
+func (s *Session) readAccess(m *Message, wake func()) Decision {
 	r := s.reader.Load()
 	if r == nil || r.pol.Auth == nil {
-		return true
+		return Allowed
 	}
-	return r.pol.Auth.Allow(&r.info, string(m.Topic), AccessRead)
+	// The message's topic is immutable: lend it without a copy.
+	topic := unsafe.String(unsafe.SliceData(m.Topic), len(m.Topic))
+	if ra, ok := r.pol.Auth.(ReadAsker); ok {
+		return ra.AskRead(&r.info, topic, wake)
+	}
+	if r.pol.Auth.Allow(&r.info, topic, AccessRead) {
+		return Allowed
+	}
+	return Denied
 }
 
 // entry is one message waiting in a session's queue.
 type entry struct {
 	m      *Message
 	qos    byte
-	retain bool     // the RETAIN flag to send
-	ids    []uint32 // subscription identifiers (immutable, owned by the trie)
-	seq    uint64   // the store's key for it (0: not stored)
+	retain bool // the RETAIN flag to send
+	// ask: the reader's read access was not known when it was queued (an
+	// auth service's answer was being fetched); asked again before it is sent.
+	ask bool
+	ids []uint32 // subscription identifiers (immutable, owned by the trie)
+	seq uint64   // the store's key for it (0: not stored)
 }
 
 // inflight is an outgoing QoS 1/2 message awaiting acknowledgement.
 type inflight struct {
 	id     uint16
 	e      entry
-	pubrel bool // PUBREC received: PUBREL sent, awaiting PUBCOMP
+	pubrel bool // PUBREC received: PUBREL sent (or due), awaiting PUBCOMP
+	// unsent: its PUBLISH waits for durable, the store's number of the batch
+	// that holds its packet id (a persistent session's QoS 2, and whatever
+	// follows it in the window, which keeps its place). With pubrel, durable
+	// is the batch that holds "PUBREC received", which PUBREL waits for.
+	unsent  bool
+	durable uint64
 }
 
-func newSession(b *Broker, id string) *Session {
-	return &Session{b: b, id: id}
+// heldForStore marks an unsent inflight entry whose batch is not submitted yet.
+const heldForStore = math.MaxUint64
+
+// newSession makes the session of r's client id.
+func newSession(b *Broker, r *reader) *Session {
+	s := &Session{b: b}
+	s.reader.Store(r)
+	return s
 }
 
-// ID is the client identifier.
-func (s *Session) ID() string { return s.id }
+// ID is the client identifier, kept in the reader rather than in a field of
+// its own: a client id's reader never changes it, and every Session saves
+// the string header (16 bytes, its size class from 144 to 128 bytes).
+func (s *Session) ID() string { return s.reader.Load().info.ClientID }
 
 // Busy implements trie.Subscriber: a shared-subscription pick skips members
 // that are offline or whose queue is full.
@@ -120,10 +181,10 @@ func (s *Session) Busy() bool {
 // here: its client is returned as wakeAfterSubmit, to be woken once pb is
 // submitted, so that the record reaches the store before the subscriber
 // can acknowledge (and delete) it.
-func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool, wakeAfterSubmit *Client) {
+func (s *Session) deliver(m *Message, qos byte, retain, ask bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool, wakeAfterSubmit *Client) {
 	opts := &s.b.opts
 	s.mu.Lock()
-	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0) {
+	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0 && !s.connecting) {
 		s.mu.Unlock()
 		return false, false, nil
 	}
@@ -131,7 +192,7 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 	if !force && ((opts.MaxQueuedMessages > 0 && n >= opts.MaxQueuedMessages) ||
 		(opts.MaxQueuedBytes > 0 && s.queuedBytes+len(m.Payload) > opts.MaxQueuedBytes)) {
 		moving := s.movingLocked(now)
-		if qos == 0 || !moving {
+		if (qos == 0 && !pub.fromNode()) || !moving {
 			if moving {
 				s.addWaiterLocked(pub)
 			}
@@ -142,7 +203,7 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 		slow = true
 	}
 	m.retain()
-	e := entry{m: m, qos: qos, retain: retain, ids: ids}
+	e := entry{m: m, qos: qos, retain: retain, ask: ask, ids: ids}
 	if pb != nil && qos > 0 && s.expiry > 0 { // a persistent session's QoS 1/2 survives a restart
 		e.seq = s.b.persist.nextSeq()
 		s.storeQueuedLocked(pb, &e, 0, false)
@@ -150,6 +211,9 @@ func (s *Session) deliver(m *Message, qos byte, retain bool, ids []uint32, pb *s
 	s.queue = append(s.queue, e)
 	s.queuedBytes += len(m.Payload)
 	s.queued.Store(int32(n + 1))
+	if s.owner == nil && qos > 0 && s.expiry > 0 && s.b.sessions != nil {
+		s.b.replicateQueuedLocked(s, &e) // handover.go
+	}
 	if !slow && (n+1 >= s.b.softQueue || (s.b.softBytes > 0 && s.queuedBytes >= s.b.softBytes)) {
 		slow = s.movingLocked(now)
 	}
@@ -217,6 +281,33 @@ func wakeAll(waiters []*Client) {
 	}
 }
 
+// recheckQueueLocked drops the queued messages the session's reader may no
+// longer read: an ACL file reloaded (SIGHUP) while the client was away
+// applies to what waits for it, as mosquitto checks a queue on reconnect.
+// Assumes s.mu is held; called only when a resumed session has ACLs.
+func (s *Session) recheckQueueLocked(pb *store.Batch) {
+	h := int(s.head)
+	kept := s.queue[:h]
+	for i := h; i < len(s.queue); i++ {
+		e := s.queue[i]
+		// A QoS 1/2 message now denied stays, to be asked again and
+		// dropped when its turn comes (Drain): mosquitto numbers a message
+		// when it queues it, so a dropped one has used its packet id then,
+		// and the ids the client sees match mosquitto's.
+		if d := s.readAccess(e.m, nil); d == Allowed || d == Wait || e.qos > 0 {
+			e.ask = d != Allowed
+			kept = append(kept, e)
+			continue
+		}
+		s.queuedBytes -= len(e.m.Payload)
+		s.unstoreLocked(pb, &e, false)
+		e.m.Release()
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	s.queued.Store(int32(len(s.queue) - h))
+}
+
 // pop removes the oldest queued entry. Assumes s.mu is held and the queue is not empty.
 func (s *Session) pop() entry {
 	h := int(s.head)
@@ -260,8 +351,9 @@ func (s *Session) allocID() uint16 {
 // findInflight returns the index of id in the inflight window, or -1. Acks
 // mostly come in order, so the front is checked first.
 func (s *Session) findInflight(id uint16) int {
-	for i := range s.inflight {
-		if s.inflight[i].id == id {
+	fl := s.flows().inflight
+	for i := range fl {
+		if fl[i].id == id {
 			return i
 		}
 	}
@@ -270,15 +362,28 @@ func (s *Session) findInflight(id uint16) int {
 
 // removeInflight ends the i-th inflight flow (and its stored copy).
 func (s *Session) removeInflight(i int, pb *store.Batch) {
-	s.unstoreLocked(pb, &s.inflight[i].e, s.inflight[i].e.qos == 2) // sent QoS 2 was stored again with its id
-	s.inflight[i].e.m.Release()
-	copy(s.inflight[i:], s.inflight[i+1:])
-	s.inflight[len(s.inflight)-1] = inflight{}
-	s.inflight = s.inflight[:len(s.inflight)-1]
+	fl := s.fl // not nil: it holds the i-th flow
+	f := &fl.inflight[i]
+	s.unstoreLocked(pb, &f.e, f.e.qos == 2) // sent QoS 2 was stored again with its id
+	f.e.m.Release()
+	copy(fl.inflight[i:], fl.inflight[i+1:])
+	fl.inflight[len(fl.inflight)-1] = inflight{}
+	fl.inflight = fl.inflight[:len(fl.inflight)-1]
+}
+
+// inflightBytes is the payload bytes of the outgoing QoS 1/2 messages in
+// flight (max_inflight_bytes). Assumes s.mu is held.
+func (s *Session) inflightBytes() int {
+	n := 0
+	fl := s.flows().inflight
+	for i := range fl {
+		n += len(fl[i].e.m.Payload)
+	}
+	return n
 }
 
 func (s *Session) hasAwaitingRel(id uint16) bool {
-	for _, x := range s.awaitingRel {
+	for _, x := range s.flows().awaitingRel {
 		if x == id {
 			return true
 		}
@@ -287,10 +392,14 @@ func (s *Session) hasAwaitingRel(id uint16) bool {
 }
 
 func (s *Session) removeAwaitingRel(id uint16) bool {
-	for i, x := range s.awaitingRel {
+	if s.fl == nil {
+		return false
+	}
+	ids := s.fl.awaitingRel
+	for i, x := range ids {
 		if x == id {
-			s.awaitingRel[i] = s.awaitingRel[len(s.awaitingRel)-1]
-			s.awaitingRel = s.awaitingRel[:len(s.awaitingRel)-1]
+			ids[i] = ids[len(ids)-1]
+			s.fl.awaitingRel = ids[:len(ids)-1]
 			return true
 		}
 	}
@@ -302,11 +411,10 @@ func (s *Session) clear() {
 	for int(s.head) < len(s.queue) {
 		s.pop().m.Release()
 	}
-	for i := range s.inflight {
-		s.inflight[i].e.m.Release()
+	for i := range s.flows().inflight {
+		s.flows().inflight[i].e.m.Release()
 	}
-	s.inflight, s.queue, s.head, s.queuedBytes = nil, nil, 0, 0
-	s.awaitingRel = nil
+	s.fl, s.queue, s.head, s.queuedBytes = nil, nil, 0, 0
 	s.queued.Store(0)
 }
 
@@ -321,6 +429,7 @@ type persisted struct {
 	willRec   *store.Message          // the will the store keeps for this session (own copy), or nil
 	willDelay uint32
 	offSince  int64 // unix ns of the last disconnect (0: connected)
+	nodeLocal bool  // a bridge's local session: never replicated to a cluster (handover.go)
 }
 
 // pers returns the session's store-only state, making it on first use.

@@ -37,7 +37,10 @@ func (b *Broker) publishWill(c *Client, w *will) {
 func (b *Broker) fireDelayedWill(s *Session, gen uint32, w *will) {
 	pb := b.newBatch()
 	s.mu.Lock()
-	cancelled := s.timerGen != gen && !s.ended
+	// Cancelled by a reconnect, or by a new connection for the client id
+	// that ended the session (clean start) [MQTT-3.1.2-8]; a session that
+	// expired sends it.
+	cancelled := (s.timerGen != gen && !s.ended) || s.replaced
 	if !cancelled {
 		b.forgetWillLocked(s, pb)
 	}

@@ -173,6 +173,7 @@ func TestBatchAtomic(t *testing.T) {
 		case <-done:
 			db.Close()
 			db = open(t, db.dir, Options{})
+			defer db.Close() // the deferred Close above is the first DB's: close this one before TempDir's cleanup
 			check()
 			return
 		default:
@@ -246,5 +247,25 @@ func TestSyncInterval(t *testing.T) {
 	}
 	if st := db.Stats(); st.Commits != 1 {
 		t.Fatalf("stats %+v, want 1 commit", st)
+	}
+}
+
+// TestSyncEvery: autosave_on_changes. With SyncInterval and SyncEvery the
+// log is synced once that many changes are written, and not by time.
+func TestSyncEvery(t *testing.T) {
+	db := open(t, t.TempDir(), Options{Sync: SyncInterval, Interval: time.Millisecond, SyncEvery: 3})
+	defer db.Close()
+	for i := 0; i < 5; i++ {
+		b := NewBatch()
+		b.PutRetained(&Message{Topic: []byte{'t', byte('0' + i)}})
+		commit(t, db, b)
+		want := uint64((i + 1) / 3)
+		if st := db.Stats(); st.Syncs != want {
+			t.Fatalf("after %d changes: %d syncs, want %d (%+v)", i+1, st.Syncs, want, st)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // 20 Intervals: no sync by time
+	if st := db.Stats(); st.Syncs != 1 {
+		t.Fatalf("syncs by time with SyncEvery: %+v", st)
 	}
 }

@@ -1,3 +1,5 @@
+//go:build !(mips || mipsle)
+
 package store
 
 import (
@@ -40,14 +42,9 @@ type DB struct {
 	done    chan struct{}
 	durable atomic.Uint64
 	err     atomic.Pointer[error]
-	stats   struct{ batches, commits, syncs atomic.Uint64 }
-}
+	stats   struct{ batches, commits, syncs, commitNanos atomic.Uint64 }
 
-// Stats counts the store's work since Open.
-type Stats struct {
-	Batches uint64 // batches submitted
-	Commits uint64 // database commits (one per group)
-	Syncs   uint64 // syncs to disk
+	unsynced int // changes written since the last sync (SyncEvery); committer-only
 }
 
 // pebbleLogger keeps pebble's routine messages out of the broker's log; its
@@ -190,6 +187,14 @@ func (db *DB) Submit(b *Batch) uint64 {
 	return seq
 }
 
+// Submitted is the sequence number of the last batch submitted: once it is
+// durable, everything submitted so far is. Any goroutine.
+func (db *DB) Submitted() uint64 {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.nextSeq
+}
+
 // Closing is closed when Close begins: goroutines that submit on their own
 // schedule stop then.
 func (db *DB) Closing() <-chan struct{} { return db.closing }
@@ -210,10 +215,18 @@ func (db *DB) Err() error {
 // Stats reports counts of the store's work. Any goroutine.
 func (db *DB) Stats() Stats {
 	return Stats{
-		Batches: db.stats.batches.Load(),
-		Commits: db.stats.commits.Load(),
-		Syncs:   db.stats.syncs.Load(),
+		Batches:    db.stats.batches.Load(),
+		Commits:    db.stats.commits.Load(),
+		Syncs:      db.stats.syncs.Load(),
+		CommitTime: time.Duration(db.stats.commitNanos.Load()),
 	}
+}
+
+// Size is the disk space the store's files take, in bytes. Any goroutine.
+func (db *DB) Size() uint64 {
+	var n uint64
+	_ = catch(func() error { n = db.pdb.Metrics().DiskSpaceUsage(); return nil })
+	return n
 }
 
 // commitLoop is the one committer: it takes everything submitted since its
@@ -222,7 +235,7 @@ func (db *DB) Stats() Stats {
 func (db *DB) commitLoop() {
 	defer close(db.done)
 	var tick <-chan time.Time
-	if db.opts.Sync == SyncInterval {
+	if db.opts.Sync == SyncInterval && db.opts.SyncEvery <= 0 {
 		t := time.NewTicker(db.opts.Interval)
 		defer t.Stop()
 		tick = t.C
@@ -279,15 +292,24 @@ func (db *DB) commit(group *pebble.Batch, seq uint64) {
 		if db.opts.Sync == SyncInterval {
 			wo = pebble.NoSync
 		}
+		start := time.Now()
 		if err := catch(func() error { return group.Commit(wo) }); err != nil {
 			err = fmt.Errorf("store: commit: %w", err)
 			db.err.CompareAndSwap(nil, &err)
 			log.Print(err)
 			return
 		}
+		db.stats.commitNanos.Add(uint64(time.Since(start)))
 		db.stats.commits.Add(1)
 		if wo == pebble.Sync {
 			db.stats.syncs.Add(1)
+		}
+		if every := db.opts.SyncEvery; every > 0 && wo == pebble.NoSync {
+			db.unsynced += int(group.Count())
+			if db.unsynced >= every {
+				db.unsynced = 0
+				db.syncLog()
+			}
 		}
 	}
 	db.durable.Store(seq)
@@ -329,13 +351,6 @@ func (db *DB) Close() error {
 	return err
 }
 
-// MoveAside renames the store in dir, which Open refused, to
-// dir.damaged-TIME and returns the new name, so that the broker can start
-// with an empty store while the damaged files stay for inspection.
-func MoveAside(dir string) (string, error) {
-	to := fmt.Sprintf("%s.damaged-%s", dir, time.Now().UTC().Format("20060102T150405.000"))
-	if err := os.Rename(dir, to); err != nil {
-		return "", fmt.Errorf("store: %w", err)
-	}
-	return to, nil
-}
+// Available reports whether this build has a store: nil, except on 32-bit
+// MIPS (nostore.go).
+func Available() error { return nil }

@@ -218,23 +218,47 @@ func (r *reader) message(m *Message, withTopic bool) {
 	r.props(&m.Props)
 }
 
+// retainedV2 is a retained record that also holds its publisher (Source).
+const retainedV2 = 2
+
 func encodeRetained(dst []byte, m *Message) []byte {
-	return appendMessage(append(dst, recordV1), m, false)
+	src := m.Source
+	if src == nil {
+		return appendMessage(append(dst, recordV1), m, false)
+	}
+	dst = appendMessage(append(dst, retainedV2), m, false)
+	dst = appendBytes(dst, []byte(src.ClientID))
+	dst = appendBool(dst, src.HasUsername)
+	dst = appendBytes(dst, []byte(src.Username))
+	return appendBytes(dst, []byte(src.Listener))
 }
 
 func decodeRetained(topic, v []byte) (*Message, error) {
 	r := reader{b: v}
-	r.version()
+	version := r.byte()
+	if r.err == nil && version != recordV1 && version != retainedV2 {
+		r.fail(fmt.Errorf("store: unknown record version %d", version))
+	}
 	m := &Message{Topic: append([]byte(nil), topic...)}
 	r.message(m, false)
+	if version == retainedV2 {
+		src := &Source{ClientID: string(r.bytes())}
+		src.HasUsername = r.bool()
+		src.Username = string(r.bytes())
+		src.Listener = string(r.bytes())
+		m.Source = src
+	}
 	return m, r.end()
 }
 
 // sessionV2 is a session record that also holds its client's identity.
 const sessionV2 = 2
 
+// sessionV3 is a session record that also holds its last packet id.
+const sessionV3 = 3
+
 func encodeSession(dst []byte, s *Session) []byte {
-	dst = append(dst, sessionV2, s.Version)
+	dst = append(dst, sessionV3, s.Version)
 	dst = appendUvarint(dst, uint64(s.Expiry))
 	dst = appendUvarint(dst, uint64(s.DisconnectedAt))
 	dst = appendUvarint(dst, uint64(len(s.Subscriptions)))
@@ -253,13 +277,14 @@ func encodeSession(dst []byte, s *Session) []byte {
 	}
 	dst = appendUvarint(dst, uint64(s.WillDelay))
 	dst = appendBool(dst, s.HasUsername)
-	return appendBytes(dst, []byte(s.Username))
+	dst = appendBytes(dst, []byte(s.Username))
+	return appendUvarint(dst, uint64(s.LastID))
 }
 
 func decodeSession(clientID string, v []byte) (*Session, error) {
 	r := reader{b: v}
 	version := r.byte()
-	if r.err == nil && version != recordV1 && version != sessionV2 {
+	if r.err == nil && version != recordV1 && version != sessionV2 && version != sessionV3 {
 		r.fail(fmt.Errorf("store: unknown record version %d", version))
 	}
 	s := &Session{ClientID: clientID, Version: r.byte()}
@@ -282,9 +307,12 @@ func decodeSession(clientID string, v []byte) (*Session, error) {
 		r.message(s.Will, true)
 	}
 	s.WillDelay = r.uint32()
-	if version == sessionV2 { // v1 records hold no identity
+	if version >= sessionV2 { // v1 records hold no identity
 		s.HasUsername = r.bool()
 		s.Username = string(r.bytes())
+	}
+	if version >= sessionV3 {
+		s.LastID = r.uint16()
 	}
 	return s, r.end()
 }

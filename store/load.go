@@ -1,3 +1,5 @@
+//go:build !(mips || mipsle)
+
 package store
 
 import (
@@ -6,16 +8,6 @@ import (
 
 	"github.com/cockroachdb/pebble"
 )
-
-// Visitor receives the records Load reads. Each record is freshly allocated
-// and the visitor may keep it. A nil function skips that kind.
-type Visitor struct {
-	Retained    func(m *Message)
-	Session     func(s *Session)
-	Queued      func(q *Queued)
-	AwaitingRel func(clientID string, id uint16)
-	Counter     func(name string, v uint64)
-}
 
 // Load reads everything back, in key order: retained messages (by topic),
 // sessions (by client id), then each client's queued messages in Seq order,

@@ -7,6 +7,8 @@
 package store
 
 import (
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/midge-mqtt/midge/codec"
@@ -20,6 +22,19 @@ type Message struct {
 	Retain    bool
 	Props     codec.Properties // forwarded v5 properties: payload format, content type, response topic, correlation data, user properties
 	ExpiresAt int64            // unix nanoseconds; 0 = never
+	// Source is who published a retained message, for check_retain_source
+	// after a restart (nil: not kept, or not a retained record).
+	Source *Source
+}
+
+// Source is the publisher of a retained message: its identity and the
+// listener it came in on (whose ACLs apply to it under
+// per_listener_settings).
+type Source struct {
+	ClientID    string
+	Username    string
+	HasUsername bool
+	Listener    string
 }
 
 // Subscription is one subscription of a persistent session.
@@ -45,6 +60,9 @@ type Session struct {
 	// messages against while it is away, also after a restart.
 	Username    string
 	HasUsername bool
+	// LastID is the last packet id the broker used with the session (so
+	// that ids go on from it after a restart, as mosquitto's do).
+	LastID uint16
 }
 
 // Queued is one outgoing QoS 1/2 message of a persistent session, waiting in
@@ -75,6 +93,10 @@ const (
 type Options struct {
 	Sync     SyncMode
 	Interval time.Duration // SyncInterval's period (autosave_interval)
+	// SyncEvery, with SyncInterval, syncs after this many changes
+	// (records put or deleted) instead of every Interval: mosquitto's
+	// autosave_on_changes. 0: by time.
+	SyncEvery int
 	// OnDurable is called (from the store's goroutine) after every commit
 	// with the highest sequence number now durable. It must not block.
 	OnDurable func(seq uint64)
@@ -98,4 +120,35 @@ type Options struct {
 // Report lists what Load could not read.
 type Report struct {
 	Unreadable []string // one line per record or range that could not be decoded: key and reason
+}
+
+// Stats counts the store's work since Open.
+type Stats struct {
+	Batches uint64 // batches submitted
+	Commits uint64 // database commits (one per group)
+	Syncs   uint64 // syncs to disk
+	// CommitTime is the time spent in commits (with their syncs under
+	// SyncAlways): over Commits, the mean commit latency.
+	CommitTime time.Duration
+}
+
+// Visitor receives the records Load reads. Each record is freshly allocated
+// and the visitor may keep it. A nil function skips that kind.
+type Visitor struct {
+	Retained    func(m *Message)
+	Session     func(s *Session)
+	Queued      func(q *Queued)
+	AwaitingRel func(clientID string, id uint16)
+	Counter     func(name string, v uint64)
+}
+
+// MoveAside renames the store in dir, which Open refused, to
+// dir.damaged-TIME and returns the new name, so that the broker can start
+// with an empty store while the damaged files stay for inspection.
+func MoveAside(dir string) (string, error) {
+	to := fmt.Sprintf("%s.damaged-%s", dir, time.Now().UTC().Format("20060102T150405.000"))
+	if err := os.Rename(dir, to); err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	return to, nil
 }

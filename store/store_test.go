@@ -236,3 +236,23 @@ func TestBatchReuse(t *testing.T) {
 		t.Fatalf("retained %+v", got.Retained)
 	}
 }
+
+// TestRetainedSource: a retained record keeps its publisher (a record
+// without one is read as before), and a damaged source is an error.
+func TestRetainedSource(t *testing.T) {
+	src := &Source{ClientID: "c", Username: "u", HasUsername: true, Listener: "1883"}
+	m := &Message{Topic: []byte("t/x"), Payload: []byte("p"), QoS: 1, Retain: true, Source: src}
+	got, err := decodeRetained(m.Topic, encodeRetained(nil, m))
+	if err != nil || got.Source == nil || *got.Source != *src || string(got.Payload) != "p" {
+		t.Fatalf("with a source: %+v %v", got, err)
+	}
+	m.Source = nil
+	if got, err = decodeRetained(m.Topic, encodeRetained(nil, m)); err != nil || got.Source != nil {
+		t.Fatalf("without: %+v %v", got, err)
+	}
+	m.Source = src
+	v := encodeRetained(nil, m)
+	if _, err := decodeRetained(m.Topic, v[:len(v)-2]); err == nil {
+		t.Fatal("a truncated source was read")
+	}
+}

@@ -19,6 +19,10 @@ type Publisher struct {
 	version  string
 	interval time.Duration
 
+	// Extra, when set, adds topics of other parts of the broker (bridges)
+	// at each publication, through set.
+	Extra func(set func(topic, value string))
+
 	last  map[string]string // what each topic last carried
 	loads []*load
 	prev  time.Time
@@ -110,6 +114,26 @@ func (p *Publisher) Publish(now time.Time) {
 	p.setInt("$SYS/broker/publish/bytes/sent", s.PublishBytesSent.Load())
 	p.setInt("$SYS/broker/bytes/received", s.BytesReceived.Load())
 	p.setInt("$SYS/broker/bytes/sent", s.BytesSent.Load())
+	// midge's own: auth decisions, once there are any (a broker that
+	// allows everyone without asking publishes none).
+	if allowed, denied, errs := s.AuthAllowed.Load(), s.AuthDenied.Load(), s.AuthErrors.Load(); allowed+denied+errs > 0 {
+		p.setInt("$SYS/broker/auth/allowed", allowed)
+		p.setInt("$SYS/broker/auth/denied", denied)
+		p.setInt("$SYS/broker/auth/errors", errs)
+		p.setInt("$SYS/broker/auth/cache/hits", s.AuthCacheHits.Load())
+		p.setInt("$SYS/broker/auth/cache/misses", s.AuthCacheMisses.Load())
+	}
+	for _, x := range b.ExtraStats() { // a cluster's $SYS/broker/cluster/...
+		if x.Text != "" {
+			p.set("$SYS/broker/"+x.Name, x.Text)
+		} else {
+			p.setInt("$SYS/broker/"+x.Name, x.Value)
+		}
+	}
+
+	if p.Extra != nil {
+		p.Extra(p.set)
+	}
 
 	dt := now.Sub(p.prev).Seconds()
 	p.prev = now

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/midge-mqtt/midge/client"
 	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/internal/tlsnames"
 )
 
 // run is one tool invocation: its config, streams and client.
@@ -72,8 +74,12 @@ func (t tool) midgeName() string { return [...]string{"midge pub", "midge sub", 
 // options turns the config into client options.
 func (r *run) options() (client.Options, error) {
 	c := r.cfg
+	addr := net.JoinHostPort(c.host, strconv.Itoa(c.port))
+	if c.unix != "" {
+		addr = c.unix
+	}
 	o := client.Options{
-		Addr: net.JoinHostPort(c.host, strconv.Itoa(c.port)), Version: c.version,
+		Addr: addr, Unix: c.unix != "", Version: c.version,
 		ClientID: c.id, CleanStart: c.clean, KeepAlive: uint16(c.keepalive),
 		Username: c.username, HasUsername: c.hasUser, HasPassword: c.hasPassword,
 		MaxInflight: c.maxInflight,
@@ -141,15 +147,53 @@ func (r *run) debug(sent bool, p *codec.Packet) {
 // tlsConfig builds the TLS settings of --cafile --cert --key --insecure --tls-version.
 func (c *config) tlsConfig() (*tls.Config, error) {
 	tc := &tls.Config{ServerName: c.host, InsecureSkipVerify: c.insecure, MinVersion: tls.VersionTLS12}
+	if c.osCerts {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			return nil, fmt.Errorf("Problem setting TLS options: %v.", err)
+		}
+		tc.RootCAs = pool
+	}
+	if c.cafile != "" || c.capath != "" {
+		if tc.RootCAs == nil {
+			tc.RootCAs = x509.NewCertPool()
+		}
+	}
 	if c.cafile != "" {
 		pem, err := os.ReadFile(c.cafile)
 		if err != nil {
 			return nil, fmt.Errorf("Problem setting TLS options: File not found.")
 		}
-		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("Problem setting TLS options: Invalid CA file %s.", c.cafile)
 		}
+	}
+	if c.capath != "" {
+		// OpenSSL's hashed directory (c_rehash): every file is read, so the
+		// hash links and the certificates they point to both load.
+		entries, err := os.ReadDir(c.capath)
+		if err != nil {
+			return nil, fmt.Errorf("Problem setting TLS options: %v.", err)
+		}
+		found := false
+		for _, e := range entries {
+			if b, err := os.ReadFile(filepath.Join(c.capath, e.Name())); err == nil && tc.RootCAs.AppendCertsFromPEM(b) {
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("Problem setting TLS options: no CA certificate in %s.", c.capath)
+		}
+	}
+	if c.ciphers != "" {
+		ids, err := tlsnames.CipherSuites(c.ciphers)
+		if err != nil {
+			return nil, fmt.Errorf("Problem setting TLS options: %v.", err)
+		}
+		tc.CipherSuites = ids
+	}
+	if c.alpn != "" {
+		tc.NextProtos = []string{c.alpn}
 	}
 	if c.cert != "" || c.key != "" {
 		if c.cert == "" || c.key == "" {

@@ -1,9 +1,12 @@
 package tools
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -14,7 +17,8 @@ import (
 const dumpUsage = `midge dump prints what a midge persistence store holds.
 
 Usage: midge dump [--counts] DIR
- DIR      : the store directory (persistence_location).
+ DIR      : persistence_location (the store, midge.db.d, is looked for
+            inside it), the store directory itself, or persistence_file.
  --counts : print only the number of records of each kind.
 
 Exit status: 0, 1 if the store cannot be opened, 2 if some records could not
@@ -47,6 +51,11 @@ func Dump(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if dir == "" {
 		fmt.Fprint(stderr, dumpUsage)
+		return 1
+	}
+	dir, err := findStore(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 1
 	}
 	db, err := store.Open(dir, store.Options{ReadOnly: true})
@@ -240,4 +249,60 @@ func dumpDisconnected(at int64) string {
 		return "connected when last written"
 	}
 	return "disconnected " + time.Unix(0, at).UTC().Format(time.RFC3339)
+}
+
+// findStore finds the store that arg names: the store directory itself,
+// persistence_location (holding midge.db, or one store under another
+// persistence_file name), or persistence_file (mosquitto's default name,
+// mosquitto.db, stands for midge.db beside it).
+func findStore(arg string) (string, error) {
+	var tried []string
+	// try reports the store of a persistence_file path: the directory beside
+	// it (FILE.d), or the path itself (an older midge's store directory).
+	try := func(file string) (string, bool) {
+		for _, p := range []string{file + ".d", file} {
+			tried = append(tried, p)
+			if isStore(p) {
+				return p, true
+			}
+		}
+		return "", false
+	}
+	if p, ok := try(arg); ok {
+		return p, nil
+	}
+	if filepath.Base(arg) == "mosquitto.db" {
+		if p, ok := try(filepath.Join(filepath.Dir(arg), "midge.db")); ok {
+			return p, nil
+		}
+	}
+	if fi, err := os.Stat(arg); err == nil && fi.IsDir() {
+		if p, ok := try(filepath.Join(arg, "midge.db")); ok {
+			return p, nil
+		}
+		entries, _ := os.ReadDir(arg)
+		var found []string
+		for _, e := range entries {
+			if p := filepath.Join(arg, e.Name()); e.IsDir() && isStore(p) {
+				found = append(found, p)
+			}
+		}
+		switch len(found) {
+		case 1:
+			return found[0], nil
+		case 0:
+			tried = append(tried, filepath.Join(arg, "*")+" (a store under another persistence_file name)")
+		default:
+			return "", fmt.Errorf("%s holds several stores (%s): name one", arg, strings.Join(found, ", "))
+		}
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	return "", fmt.Errorf("no midge store found; looked for %s", strings.Join(tried, ", "))
+}
+
+// isStore reports whether dir holds a store (the database's CURRENT file).
+func isStore(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, "CURRENT"))
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -79,7 +79,7 @@ No session "gone", but:
 		{"no dir", nil, 1, "", "Usage: midge dump"},
 		{"two dirs", []string{dir, dir}, 1, "", "Usage: midge dump"},
 		{"unknown flag", []string{"-x", dir}, 1, "", "Usage: midge dump"},
-		{"missing", []string{filepath.Join(dir, "nope")}, 1, "", "Error: store: open "},
+		{"missing", []string{filepath.Join(dir, "nope")}, 1, "", "Error: no midge store found; looked for "},
 		{"damaged", []string{garbage}, 1, "", "Error: store: open "},
 	}
 	for _, c := range cases {
@@ -94,5 +94,43 @@ No session "gone", but:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "nope")); err == nil {
 		t.Fatal("dump created the missing directory")
+	}
+}
+
+// TestDumpFindsStore: `midge dump` takes persistence_location, the store
+// directory (FILE.d, or an older midge's FILE), or persistence_file
+// (mosquitto.db standing for midge.db), and
+// says what it looked for when none is there.
+func TestDumpFindsStore(t *testing.T) {
+	loc := t.TempDir()
+	writeStore(t, filepath.Join(loc, "midge.db"))
+	other := t.TempDir()
+	writeStore(t, filepath.Join(other, "custom.db"))
+	empty := t.TempDir()
+	newer := t.TempDir() // persistence_file midge.db stands for the store midge.db.d
+	writeStore(t, filepath.Join(newer, "midge.db.d"))
+	for _, c := range []struct {
+		arg  string
+		rc   int
+		want string // in stdout, or stderr when rc != 0
+	}{
+		{loc, 0, "Sessions: 2"},
+		{filepath.Join(loc, "midge.db"), 0, "Sessions: 2"},
+		{filepath.Join(loc, "mosquitto.db"), 0, "Sessions: 2"},
+		{other, 0, "Sessions: 2"},
+		{newer, 0, "Sessions: 2"},
+		{filepath.Join(newer, "midge.db"), 0, "Sessions: 2"},
+		{empty, 1, "no midge store found; looked for " + empty + ".d, " + empty + ", " + filepath.Join(empty, "midge.db.d")},
+		{filepath.Join(empty, "none"), 1, "no midge store found; looked for " + filepath.Join(empty, "none.d")},
+	} {
+		var out, errb bytes.Buffer
+		rc := Dump([]string{"--counts", c.arg}, nil, &out, &errb)
+		got := out.String()
+		if rc != 0 {
+			got = errb.String()
+		}
+		if rc != c.rc || !strings.Contains(got, c.want) {
+			t.Errorf("dump %s: rc %d, %q; want rc %d with %q", c.arg, rc, got, c.rc, c.want)
+		}
 	}
 }

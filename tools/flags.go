@@ -89,7 +89,22 @@ type config struct {
 
 	// TLS
 	cafile, capath, cert, key, tlsVersion string
-	insecure, useTLS                      bool
+	ciphers, alpn                         string
+	insecure, useTLS, osCerts             bool
+
+	unix              string  // --unix: the broker's Unix socket
+	retainAsPublished bool    // --retain-as-published (v5 subscriptions)
+	randomFilter      float64 // --random-filter: percentage of messages printed (0: all)
+}
+
+// unsupportedFlags are mosquitto's flags midge's tools cannot honour, with
+// the note that follows mosquitto's "Unknown option" wording.
+var unsupportedFlags = map[string]string{
+	"--psk":                   "TLS-PSK is not available in Go's TLS",
+	"--psk-identity":          "TLS-PSK is not available in Go's TLS",
+	"--proxy":                 "SOCKS5 proxies are not supported by midge",
+	"--tls-engine":            "OpenSSL engines are not available in Go's TLS",
+	"--tls-engine-kpass-sha1": "OpenSSL engines are not available in Go's TLS",
 }
 
 // usageError is a bad command line: the message, and whether the whole
@@ -264,6 +279,38 @@ func parseArgs(t tool, args []string) (*config, error) {
 			c.insecure = true
 		case "--tls-version":
 			c.tlsVersion, err = value("--tls-version", "version")
+		case "--unix":
+			c.unix, err = value("--unix", "unix socket path")
+		case "--ciphers":
+			c.ciphers, err = value("--ciphers", "ciphers")
+		case "--tls-alpn":
+			c.alpn, err = value("--tls-alpn", "protocol")
+		case "--tls-use-os-certs":
+			c.osCerts = true
+		case "--keyform":
+			if v, err = value("--keyform", "keyform"); err == nil && v != "pem" {
+				if v == "engine" {
+					err = usagef("--keyform engine: OpenSSL engines are not available in Go's TLS.\n")
+				} else {
+					err = usagef("Invalid keyform \"%s\". Must be pem or engine.\n", v)
+				}
+			}
+		case "--retain-as-published":
+			if err = subOnly(a); err == nil {
+				c.retainAsPublished = true
+			}
+		case "--random-filter":
+			if err = subOnly(a); err == nil && t == toolSub {
+				if v, err = value("--random-filter", "filter"); err == nil {
+					f, perr := strconv.ParseFloat(v, 64)
+					if perr != nil || f < 0.1 || f > 100 {
+						err = usagef("Invalid filter \"%s\": must be between 0.1 and 100.\n", v)
+					}
+					c.randomFilter = f
+				}
+			} else if err == nil {
+				err = usagef("Unknown option '%s'.", a)
+			}
 		case "--nodelay":
 			// Go disables Nagle's algorithm on TCP connections by default.
 
@@ -391,6 +438,9 @@ func parseArgs(t tool, args []string) (*config, error) {
 				}
 			}
 		default:
+			if note, ok := unsupportedFlags[a]; ok {
+				return nil, usagef("Unknown option '%s'.\n(midge: %s.)", a, note)
+			}
 			return nil, usagef("Unknown option '%s'.", a)
 		}
 		if err != nil {
@@ -435,7 +485,7 @@ func (c *config) check(t tool) error {
 		// mosquitto ignores -x below v5; so do we.
 		c.sessionExpiry = -1
 	}
-	if c.cafile != "" || c.capath != "" || c.cert != "" || c.insecure {
+	if c.cafile != "" || c.capath != "" || c.cert != "" || c.insecure || c.osCerts {
 		c.useTLS = true
 	}
 	if c.port < 0 {

@@ -460,3 +460,17 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// AppendStrftime renders a strftime(3) format (the conversions mosquitto's
+// tools know), for log_timestamp_format.
+func AppendStrftime(dst []byte, format string, t time.Time) []byte {
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' || i+1 == len(format) {
+			dst = append(dst, format[i])
+			continue
+		}
+		i++
+		dst = strftime(dst, format[i], t)
+	}
+	return dst
+}

@@ -22,8 +22,11 @@ const connUsage = ` -h host      broker host (localhost)             -p port    
                                                    UNSUBSCRIBE, DISCONNECT or WILL
  -d           print every packet                   --quiet      print no error messages
  --will-topic topic [--will-payload text] [--will-qos qos] [--will-retain]
+ --unix path  connect to the broker's Unix domain socket instead of host and port
  --cafile file  --capath dir  --cert file  --key file  --insecure  --tls-version tlsv1.2|tlsv1.3
+ --ciphers list  --tls-alpn protocol  --tls-use-os-certs  --keyform pem
  --help       this text
+ Not available: --psk, --psk-identity (no TLS-PSK in Go), --proxy, --tls-engine.
 `
 
 const pubUsage = `midge pub publishes one message, or one per line of input, and exits.

@@ -2,8 +2,10 @@ package tools
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"strings"
@@ -29,6 +31,8 @@ Usage: midge sub {-t topic ... | -L URL} [-q qos] [-v] [-F format] [-N] [-C coun
  -W secs      exit (code 27) when nothing arrives  -R           skip retained messages
  --retained-only   print retained messages, exit at the first live one
  --remove-retained clear each retained message received
+ --retain-as-published  v5: keep the RETAIN flag of messages as published
+ --random-filter pct    print only pct percent of the messages (0.1 to 100)
 ` + connUsage
 
 // Sub is midge sub: mosquitto_sub(1) on the midge client.
@@ -72,6 +76,9 @@ func (r *run) receive(request *client.Message) int {
 		}
 		if cfg.noRetained && m.Retain {
 			return
+		}
+		if cfg.randomFilter > 0 && cfg.randomFilter < 100 && rand.Float64()*100 >= cfg.randomFilter {
+			return // --random-filter: print only this percentage
 		}
 		for _, fo := range cfg.filterOut {
 			if topicMatch(fo, string(m.Topic)) {
@@ -120,25 +127,70 @@ func (r *run) receive(request *client.Message) int {
 	interrupt := make(chan os.Signal, 1)
 	signal.Notify(interrupt, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(interrupt)
-	select {
-	case <-interrupt: // Ctrl-C ends a subscription normally, with DISCONNECT
-		r.disconnect()
-		return 0
-	case code := <-stop:
-		r.disconnect()
-		return code
-	case <-timeout:
-		r.errorf("Timed out\n")
-		r.disconnect()
-		return 27 // MOSQ_ERR_TIMEOUT
-	case <-r.cli.Done():
+	for {
 		select {
-		case code := <-stop: // the server closed right after the last message
+		case <-interrupt: // Ctrl-C ends a subscription normally, with DISCONNECT
+			r.disconnect()
+			return 0
+		case code := <-stop:
+			r.disconnect()
 			return code
-		default:
+		case <-timeout:
+			r.errorf("Timed out\n")
+			r.disconnect()
+			return 27 // MOSQ_ERR_TIMEOUT
+		case <-r.cli.Done():
+			select {
+			case code := <-stop: // the server closed right after the last message
+				return code
+			default:
+			}
+			if r.t != toolSub {
+				r.errorf("Error: %v\n", r.cli.Err())
+				return 1
+			}
+			// mosquitto_sub reconnects (and subscribes again) until it is
+			// stopped; with -c its session, and what was queued, resumes.
+			if code, ok := r.resume(interrupt, timeout); !ok {
+				return code
+			}
 		}
-		r.errorf("Error: %v\n", r.cli.Err())
-		return 1
+	}
+}
+
+// reconnectDelay is how long midge sub waits between attempts, as
+// libmosquitto's default reconnect delay.
+const reconnectDelay = time.Second
+
+// resume reconnects a subscriber whose connection dropped, every
+// reconnectDelay until the broker answers, and subscribes again. It gives up
+// (ok false, with the exit code) when interrupted, timed out, or refused by
+// the broker.
+func (r *run) resume(interrupt <-chan os.Signal, timeout <-chan time.Time) (int, bool) {
+	if r.cfg.debug && !r.cfg.quiet {
+		fmt.Fprintf(r.out, "Connection lost (%v); reconnecting.\n", r.cli.Err())
+	}
+	for {
+		select {
+		case <-interrupt:
+			return 0, false
+		case <-timeout:
+			r.errorf("Timed out\n")
+			return 27, false
+		case <-time.After(reconnectDelay):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := r.cli.Connect(ctx)
+		cancel()
+		var ce *client.ConnackError
+		switch {
+		case errors.As(err, &ce):
+			r.errorf("Connection error: %s\n", client.ConnackText(ce.Version, ce.Code))
+			return int(ce.Code), false
+		case err != nil:
+			continue // the broker is not back yet
+		}
+		return r.subscribe()
 	}
 }
 
@@ -155,7 +207,8 @@ func (r *run) subscribe() (int, bool) {
 	if len(topics) > 0 {
 		subs := make([]codec.Subscription, len(topics))
 		for i, t := range topics {
-			subs[i] = codec.Subscription{Filter: []byte(t), QoS: cfg.qos}
+			subs[i] = codec.Subscription{Filter: []byte(t), QoS: cfg.qos,
+				RetainAsPublished: cfg.retainAsPublished && cfg.version == codec.Version5}
 		}
 		codes, err := r.cli.Subscribe(ctx, cfg.propsFor("subscribe"), subs...)
 		if err != nil {

@@ -57,6 +57,7 @@ type Trie struct {
 	wild  []stripe   // wildcard filters by first level; wild[len-1]: first level is a wildcard
 	count atomic.Int64
 	cache bool
+	obs   Observer // nil unless a cluster listens (observe.go)
 }
 
 // litShard holds the literal filters whose hash falls in it, and the cached
@@ -190,6 +191,7 @@ func (t *Trie) Subscribe(s Subscriber, filter string, o Options) (existed bool, 
 			}
 			sh.reg.add(s, filter)
 			t.count.Add(1)
+			t.observe(s, filter, true)
 		}
 		if changed {
 			sh.cache.dropTopic(target)
@@ -208,9 +210,11 @@ func (t *Trie) Subscribe(s Subscriber, filter string, o Options) (existed bool, 
 		changed = true
 	}
 	if !existed {
-		st.reg.add(s, strings.Clone(filter))
+		f := strings.Clone(filter) // never pin the caller's memory
+		st.reg.add(s, f)
 		st.n.Add(1)
 		t.count.Add(1)
+		t.observe(s, f, true)
 	}
 	if changed {
 		t.dropMatching(target)
@@ -289,6 +293,7 @@ func (t *Trie) removeLiteral(sh *litShard, s Subscriber, filter string) bool {
 	if existed {
 		sh.reg.remove(s, filter)
 		t.count.Add(-1)
+		t.observe(s, filter, false)
 	}
 	if changed {
 		sh.cache.dropTopic(target)
@@ -316,6 +321,7 @@ func (t *Trie) removeWild(st *stripe, s Subscriber, filter string) bool {
 		st.reg.remove(s, filter)
 		st.n.Add(-1)
 		t.count.Add(-1)
+		t.observe(s, filter, false)
 	}
 	if changed {
 		t.dropMatching(target)
@@ -462,4 +468,27 @@ func (g *registry) filters(s Subscriber) []string {
 		return nil
 	}
 	return append([]string{f}, g.more[s]...)
+}
+
+// Filters returns every filter s subscribes to (shared ones as
+// "$share/group/filter"), in no particular order. It takes each lock
+// domain's read lock in turn; for inspection, not the message path.
+func (t *Trie) Filters(s Subscriber) []string {
+	var out []string
+	for i := range t.lits {
+		sh := &t.lits[i]
+		sh.mu.RLock()
+		out = append(out, sh.reg.filters(s)...)
+		sh.mu.RUnlock()
+	}
+	for i := range t.wild {
+		st := &t.wild[i]
+		if st.n.Load() == 0 {
+			continue
+		}
+		st.mu.RLock()
+		out = append(out, st.reg.filters(s)...)
+		st.mu.RUnlock()
+	}
+	return out
 }

@@ -1,0 +1,305 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/midge-mqtt/midge/client"
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/loop"
+	"github.com/midge-mqtt/midge/session"
+)
+
+// testNode is one midge node of an in-process cluster: a broker, its
+// cluster membership and its MQTT listener, all on 127.0.0.1.
+type testNode struct {
+	name  string
+	route string // its NATS route address
+	b     *session.Broker
+	node  *Node
+	srv   *loop.Server
+	addr  string
+	logs  *syncBuffer
+	store string
+	once  sync.Once
+	opts  func(*session.Options) // nil: the harness's defaults
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freePorts returns n loopback ports the kernel picked (listened on :0,
+// then closed so that the nodes' NATS servers can take them: each node must
+// know every route address before it starts).
+func freePorts(t testing.TB, n int) []string {
+	var out []string
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
+}
+
+// startCluster starts n nodes at once (JetStream needs a quorum to form)
+// and stops them when the test ends.
+func startCluster(t testing.TB, n int) []*testNode {
+	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith is startCluster with the brokers' options changed by opts.
+func startClusterWith(t testing.TB, n int, opts func(*session.Options)) []*testNode {
+	t.Helper()
+	routes := freePorts(t, n)
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		nodes[i] = &testNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], store: t.TempDir(), opts: opts}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, tn := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = tn.start(routes) }()
+	}
+	wg.Wait()
+	for _, tn := range nodes {
+		t.Cleanup(func() { tn.stop(t) })
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %s: %v\n%s", nodes[i].name, err, nodes[i].logs)
+		}
+	}
+	return nodes
+}
+
+func (tn *testNode) start(peers []string) error {
+	tn.logs = &syncBuffer{}
+	logger := log.New(tn.logs, tn.name+" ", log.Lmicroseconds)
+	o := session.DefaultOptions()
+	o.Logger = logger
+	o.MaxQueuedMessages = 0
+	if tn.opts != nil {
+		tn.opts(&o)
+	}
+	tn.b = session.NewBroker(o)
+	var err error
+	tn.node, err = New(tn.b, Config{Name: "test", NodeName: tn.name, Listen: tn.route, Peers: peers,
+		StoreDir: tn.store, Logger: logger, JoinTimeout: 90 * time.Second})
+	if err != nil {
+		return err
+	}
+	if err := tn.node.Start(); err != nil {
+		return err
+	}
+	tn.srv = loop.New(tn.b, loop.Config{Listeners: []string{"127.0.0.1:0"}, Loops: 2, Logger: logger})
+	if err := tn.srv.Start(); err != nil {
+		return err
+	}
+	tn.addr = tn.srv.Addrs()[0].String()
+	tn.once = sync.Once{}
+	return nil
+}
+
+// stop shuts the node down as SIGTERM would: listeners, then the cluster.
+func (tn *testNode) stop(t testing.TB) {
+	tn.once.Do(func() {
+		if tn.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = tn.srv.Shutdown(ctx)
+			cancel()
+		}
+		if tn.node != nil {
+			_ = tn.node.Close()
+		}
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", tn.name, tn.logs)
+		}
+	})
+}
+
+// inbox collects the messages a client receives.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []got
+	sig  chan struct{}
+}
+
+type got struct {
+	topic, payload string
+	qos            byte
+	retain         bool
+	props          codec.Properties
+}
+
+func newInbox() *inbox { return &inbox{sig: make(chan struct{}, 1)} }
+
+func (in *inbox) add(m *client.Message) {
+	g := got{topic: string(m.Topic), payload: string(m.Payload), qos: m.QoS, retain: m.Retain}
+	if m.Props != nil {
+		g.props = copyProps(m.Props)
+	}
+	in.mu.Lock()
+	in.msgs = append(in.msgs, g)
+	in.mu.Unlock()
+	select {
+	case in.sig <- struct{}{}:
+	default:
+	}
+}
+
+func copyProps(p *codec.Properties) codec.Properties {
+	c := *p
+	c.ContentType = bytes.Clone(p.ContentType)
+	c.ResponseTopic = bytes.Clone(p.ResponseTopic)
+	c.CorrelationData = bytes.Clone(p.CorrelationData)
+	c.SubscriptionIDs = append([]uint32(nil), p.SubscriptionIDs...)
+	c.User = nil
+	for _, u := range p.User {
+		c.User = append(c.User, codec.UserProperty{Key: bytes.Clone(u.Key), Value: bytes.Clone(u.Value)})
+	}
+	return c
+}
+
+// wait waits until the inbox holds n messages, or fails after d.
+func (in *inbox) wait(t testing.TB, n int, d time.Duration) []got {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		in.mu.Lock()
+		if len(in.msgs) >= n {
+			out := append([]got(nil), in.msgs...)
+			in.mu.Unlock()
+			return out
+		}
+		have := len(in.msgs)
+		in.mu.Unlock()
+		select {
+		case <-in.sig:
+		case <-deadline:
+			t.Fatalf("got %d of %d messages in %v", have, n, d)
+		}
+	}
+}
+
+func (in *inbox) snapshot() []got {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]got(nil), in.msgs...)
+}
+
+// connect opens a client to a node; its messages go to the returned inbox.
+func connect(t testing.TB, addr, id string, version byte) (*client.Client, *inbox) {
+	t.Helper()
+	return connectWith(t, client.Options{Addr: addr, ClientID: id, Version: version, CleanStart: true, MaxInflight: 100})
+}
+
+// connectWith opens a client with o; its messages go to the returned inbox.
+func connectWith(t testing.TB, o client.Options) (*client.Client, *inbox) {
+	t.Helper()
+	in := newInbox()
+	c := client.New(o)
+	c.OnMessage = in.add
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("connect %s to %s: %v", o.ClientID, o.Addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, in
+}
+
+func subscribe(t testing.TB, c *client.Client, props *codec.Properties, subs ...codec.Subscription) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	codes, err := c.Subscribe(ctx, props, subs...)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	for _, code := range codes {
+		if code >= 0x80 {
+			t.Fatalf("subscribe refused: %#x", code)
+		}
+	}
+}
+
+func publish(t testing.TB, c *client.Client, m *client.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Publish(ctx, m); err != nil {
+		t.Fatalf("publish %q: %v", m.Topic, err)
+	}
+}
+
+// waitRoutes waits until every node holds want remote routes in its trie.
+func waitRoutes(t testing.TB, nodes []*testNode, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, tn := range nodes {
+		for tn.node.Stats.Routes.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s has %d remote routes, want %d: %v", tn.name, tn.node.Stats.Routes.Load(), want, tn.node.routeList())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// routeList lists the remote routes a node knows, for failure messages.
+func (n *Node) routeList() []string {
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	var out []string
+	for name, p := range n.peers {
+		for _, r := range p.routes {
+			out = append(out, fmt.Sprintf("%s:%s(alive %v)", name, r.filter, p.alive))
+		}
+	}
+	return out
+}
+
+// hasRoute reports whether node holds a live route of peer for filter.
+func (n *Node) hasRoute(peer, filter string) bool {
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	p := n.peers[peer]
+	if p == nil || !p.alive {
+		return false
+	}
+	for _, r := range p.routes {
+		if r.filter == filter {
+			return true
+		}
+	}
+	return false
+}

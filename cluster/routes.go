@@ -1,0 +1,375 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/midge-mqtt/midge/session"
+	"github.com/midge-mqtt/midge/trie"
+)
+
+// Routes: the bucket "midge-<cluster>-routes" holds one key per (node,
+// filter), "<node>.<hash of filter>", written only by its node; the value
+// is the shared-subscription token (4 bytes, 0 for ordinary filters) and
+// the filter. Every node watches the bucket and subscribes a peer per
+// remote node to that node's filters in its local trie.
+
+func routeKey(node, filter string) string {
+	h := sha256.Sum256([]byte(filter))
+	return node + "." + hex.EncodeToString(h[:16])
+}
+
+// Subscription implements trie.Observer: a local filter's first subscriber
+// announces it to the cluster, its last one withdraws it. Called under a
+// trie lock: it only queues the change.
+func (n *Node) Subscription(s trie.Subscriber, filter string, added bool) {
+	if _, remote := s.(*peer); remote || isSys(filter) {
+		return
+	}
+	n.imu.Lock()
+	defer n.imu.Unlock()
+	in := n.interest[filter]
+	if added {
+		if in == nil {
+			in = n.announceLocked(strings.Clone(filter))
+		}
+		in.n++
+		return
+	}
+	if in == nil {
+		return
+	}
+	if in.n--; in.n == 0 {
+		delete(n.interest, filter)
+		delete(n.tokens, in.token)
+		n.queue(kvOp{key: routeKey(n.cfg.NodeName, filter)})
+	}
+}
+
+// announceLocked makes the interest in filter (which it keeps) and queues
+// its route. Assumes imu.
+func (n *Node) announceLocked(filter string) *interest {
+	in := &interest{made: time.Now()}
+	if _, _, shared := trie.ParseShared(filter); shared {
+		n.token++
+		in.token = n.token
+		n.tokens[in.token] = filter
+	}
+	n.interest[filter] = in
+	val := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(filter)), in.token)
+	n.queue(kvOp{key: routeKey(n.cfg.NodeName, filter), val: append(val, filter...), in: in})
+	return in
+}
+
+// isSys: $SYS topics are each node's own, never routed.
+func isSys(filter string) bool {
+	if _, inner, ok := trie.ParseShared(filter); ok {
+		filter = inner
+	}
+	return strings.HasPrefix(filter, "$SYS")
+}
+
+// queue adds a bucket write for the writer. Assumes imu.
+func (n *Node) queue(op kvOp) {
+	n.ops = append(n.ops, op)
+	if n.writing {
+		select {
+		case n.opsReady <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// startWriter starts the goroutine that writes this node's route keys in
+// the order their changes happened. Stale keys of an earlier run of this
+// node (in the bucket, no longer held) are deleted first.
+func (n *Node) startWriter() {
+	n.rmu.Lock()
+	own := n.own
+	n.rmu.Unlock()
+	n.imu.Lock()
+	held := map[string]bool{}
+	for f := range n.interest {
+		held[routeKey(n.cfg.NodeName, f)] = true
+	}
+	var stale []kvOp
+	for k := range own {
+		if !held[k] {
+			stale = append(stale, kvOp{key: k})
+		}
+	}
+	n.ops = append(stale, n.ops...)
+	n.writing = true
+	n.imu.Unlock()
+	select {
+	case n.opsReady <- struct{}{}:
+	default:
+	}
+	n.wg.Add(1)
+	go n.writer()
+}
+
+func (n *Node) writer() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.opsReady:
+		}
+		n.imu.Lock()
+		ops := n.ops
+		n.ops = nil
+		n.imu.Unlock()
+		var put []*interest
+		var rev uint64
+		for _, op := range ops {
+			r := n.write(op)
+			if op.in != nil {
+				put, rev = append(put, op.in), max(rev, r)
+			}
+		}
+		if len(put) > 0 {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				n.syncPeers(rev)
+				n.settle(put)
+			}()
+		}
+	}
+}
+
+// write applies one route change, retrying while JetStream is unavailable
+// (a leader election); a route must not be lost. It returns a put's
+// revision (0: a delete, or the node stopped first).
+func (n *Node) write(op kvOp) uint64 {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var err error
+		kv, key := n.routes, op.key
+		if op.retained { // retained.go
+			kv = n.retKV
+		}
+		var rev uint64
+		if op.val != nil {
+			rev, err = kv.Put(ctx, key, op.val)
+		} else {
+			err = kv.Delete(ctx, key)
+		}
+		cancel()
+		if err == nil {
+			return rev
+		}
+		if attempt == 0 {
+			n.log.Printf("cluster %s: writing route %s: %v (retrying)", n.cfg.Name, op.key, err)
+		}
+		select {
+		case <-n.stop:
+			return 0
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// purgeOwn deletes this node's route keys as it leaves.
+func (n *Node) purgeOwn() {
+	n.imu.Lock()
+	keys := make([]string, 0, len(n.interest))
+	for f := range n.interest {
+		keys = append(keys, routeKey(n.cfg.NodeName, f))
+	}
+	n.imu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, k := range keys {
+		if n.routes.Delete(ctx, k) != nil {
+			return
+		}
+	}
+}
+
+// peer is a remote node: its filters are its subscriptions in the local
+// trie (trie.Subscriber, session.Remote).
+type peer struct {
+	n       *Node
+	name    string
+	subject string
+	slot    int
+	routes  map[string]route // key → filter and token, as the bucket says
+	alive   bool
+	seen    time.Time
+	incarn  string
+	revs    map[string]uint64 // key → revision, for a purge that cannot remove a newer write
+	removed time.Time
+	hold    session.RemoteHold // it asks this node's publishers to wait (holdback.go)
+}
+
+type route struct {
+	filter string
+	token  uint32
+}
+
+var _ session.Remote = (*peer)(nil)
+
+// Busy: a node that holds publishers back is a busy shared member.
+func (p *peer) Busy() bool { return p.hold.Holding(time.Now().UnixNano()) }
+
+// Hold implements session.Remote.
+func (p *peer) Hold() *session.RemoteHold { return &p.hold }
+
+// Slot implements session.Remote.
+func (p *peer) Slot() int { return p.slot }
+
+// Append implements session.Remote.
+func (p *peer) Append(dst []byte, m *session.Message, token uint32, now int64) []byte {
+	p.n.Stats.ForwardedMsgs.Add(1)
+	return appendRecord(dst, m, token, now)
+}
+
+// Send implements session.Remote.
+func (p *peer) Send(b []byte) { p.n.send(p.subject, b) }
+
+// peerLocked returns the peer of a node, making it. Assumes rmu.
+func (n *Node) peerLocked(name string) *peer {
+	p := n.peers[name]
+	if p == nil {
+		p = &peer{n: n, name: name, subject: n.prefix + "n." + name, routes: map[string]route{},
+			revs: map[string]uint64{}, slot: n.takeSlot()} // a slot for good: a loop may hold p after it is gone
+		n.peers[name] = p
+	}
+	return p
+}
+
+// setAlive puts a peer's routes into the trie (alive) or takes them out.
+// Assumes rmu.
+func (n *Node) setAliveLocked(p *peer, alive bool, why string) {
+	if p.alive == alive {
+		return
+	}
+	p.alive = alive
+	t := n.b.Subs()
+	if alive {
+		for _, r := range p.routes {
+			n.install(t, p, r)
+		}
+		n.Stats.PeersUp.Add(1)
+		n.log.Printf("cluster %s: node %s up (%d routes; %d peers up)", n.cfg.Name, p.name, len(p.routes), n.Stats.PeersUp.Load())
+		return
+	}
+	removed := t.RemoveAll(p)
+	n.Stats.Routes.Add(-int64(removed))
+	p.removed = time.Now()
+	n.Stats.PeersUp.Add(-1)
+	n.log.Printf("cluster %s: node %s down (%s); %d of its routes removed; %d peers up", n.cfg.Name, p.name, why, removed, n.Stats.PeersUp.Load())
+}
+
+// takeSlot returns a free slot. Assumes rmu.
+func (n *Node) takeSlot() int {
+	for i, used := range n.slots {
+		if !used {
+			n.slots[i] = true
+			return i
+		}
+	}
+	n.slots = append(n.slots, true)
+	return len(n.slots) - 1
+}
+
+func (n *Node) install(t *trie.Trie, p *peer, r route) {
+	// QoS 2: the receiving node downgrades per subscription; the token, as
+	// the membership's id, comes back with a shared pick (session.deliverAll).
+	if existed, err := t.Subscribe(p, r.filter, trie.Options{QoS: 2, ID: r.token}); err == nil && !existed {
+		n.Stats.Routes.Add(1)
+	}
+}
+
+// applyRoute takes one entry of the routes bucket. Assumes rmu.
+func (n *Node) applyRouteLocked(e jetstream.KeyValueEntry) {
+	node, _, ok := strings.Cut(e.Key(), ".")
+	if !ok {
+		return
+	}
+	if node == n.cfg.NodeName {
+		if e.Operation() == jetstream.KeyValuePut {
+			n.own[e.Key()] = e.Revision()
+		} else {
+			delete(n.own, e.Key())
+		}
+		return
+	}
+	p := n.peerLocked(node)
+	t := n.b.Subs()
+	old, had := p.routes[e.Key()]
+	if had {
+		delete(p.routes, e.Key())
+		delete(p.revs, e.Key())
+		if p.alive && t.Unsubscribe(p, old.filter) {
+			n.Stats.Routes.Add(-1)
+		}
+	}
+	v := e.Value()
+	if e.Operation() != jetstream.KeyValuePut || len(v) < 4 {
+		return
+	}
+	r := route{token: binary.BigEndian.Uint32(v), filter: string(v[4:])}
+	if trie.ValidFilter(r.filter) != nil {
+		return
+	}
+	p.routes[e.Key()] = r
+	p.revs[e.Key()] = e.Revision()
+	if p.alive {
+		n.install(t, p, r)
+	}
+	n.relayRoute(node, r.filter) // relay.go
+}
+
+// loadRoutes reads the whole bucket, then keeps watching it.
+func (n *Node) loadRoutes(ctx context.Context) error {
+	w, err := n.watch(ctx, n.routes)
+	if err != nil {
+		return err
+	}
+	loaded := make(chan struct{})
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() { _ = w.Stop() }()
+		first := true
+		for {
+			select {
+			case <-n.stop:
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil { // the end of the initial values
+					if first {
+						first = false
+						close(loaded)
+					}
+					continue
+				}
+				n.rmu.Lock()
+				n.applyRouteLocked(e)
+				n.applied = e.Revision()
+				due := n.dueSyncsLocked()
+				n.rmu.Unlock()
+				n.answerSyncs(due)
+			}
+		}
+	}()
+	select {
+	case <-loaded:
+		return nil
+	case <-ctx.Done():
+		return errClosed
+	}
+}

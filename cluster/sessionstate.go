@@ -1,0 +1,409 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/midge-mqtt/midge/store"
+)
+
+// Replicated session state: what must survive the death of the node that
+// holds a session lives in the stream "midge-<cluster>-state", one subject
+// per (node, session), "midge.<cluster>.s.<node>.<hash of client id>":
+//
+//	'S' uvarint(len id) id state   a snapshot (session.Install's form): the
+//	                               record (subscriptions, expiry, the will
+//	                               of its connection) and, offline, its queue
+//	'M' record                     one message queued for the session while
+//	                               it is offline (a store.Queued record)
+//
+// A snapshot replaces everything before it on its subject (purged up to its
+// sequence). Snapshots are written when a persistent session or a client
+// with a will connects, when its subscriptions change and when it goes
+// offline; then each message queued for it while offline follows. Online
+// sessions keep the fast path: what is delivered to a connected client is
+// not replicated. A session that ends here is purged.
+//
+// When a node dies, the live node with the lowest name reads the dead
+// node's subjects (one short-lived ordered consumer, never one per
+// session), and for each session whose registry entry still names the dead
+// node (a compare-and-set makes it its own): a persistent session is
+// installed here, offline, with its queue, and is resumable on any node; the
+// will of a client that was connected is published (after its delay) once,
+// by the node that won the entry. A CONNECT on any node for a session of a
+// dead node does the same for that session at once.
+
+// stateOp is one write of the state writer.
+type stateOp struct {
+	kind    byte // 'S' snapshot, 'M' queued message, 'E' ended (purge)
+	subject string
+	data    []byte
+}
+
+// stateWriter writes a node's replicated session state in order.
+type stateWriter struct {
+	mu     sync.Mutex
+	ops    []stateOp
+	ready  chan struct{}
+	stream jetstream.Stream
+	held   map[string]bool // client ids with replicated state (guarded by mu)
+	on     atomic.Bool     // bound and writing: a dead node's sessions can be taken
+}
+
+func (n *Node) stateSubject(node, id string) string {
+	return n.prefix + "s." + node + "." + sessionKey(id)
+}
+
+// startState binds the state stream, starts its writer and loads this
+// node's own replicated sessions (a restart after a crash).
+func (n *Node) startState(ctx context.Context, replicas int) error {
+	cfg := jetstream.StreamConfig{Name: "midge-" + n.cfg.Name + "-state", Subjects: []string{n.prefix + "s.>"},
+		Storage: jetstream.FileStorage, Replicas: replicas, MaxMsgSize: int32(n.max)}
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := n.js.CreateOrUpdateStream(tctx, cfg)
+		cancel()
+		if err == nil {
+			n.state.stream = st
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("cluster: stream %s: %w", cfg.Name, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	n.state.ready = make(chan struct{}, 1)
+	n.state.held = map[string]bool{}
+	n.adopt(ctx, n.cfg.NodeName)
+	n.wg.Add(1)
+	go n.stateLoop()
+	n.state.on.Store(true)
+	return nil
+}
+
+func (n *Node) queueState(id string, op stateOp) {
+	w := &n.state
+	w.mu.Lock()
+	if op.kind == 'E' {
+		if !w.held[id] {
+			w.mu.Unlock()
+			return // nothing replicated: most clean sessions
+		}
+		delete(w.held, id)
+	} else {
+		w.held[id] = true
+	}
+	w.ops = append(w.ops, op)
+	w.mu.Unlock()
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Snapshot implements session.SessionCluster.
+func (n *Node) Snapshot(id string, state []byte) {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(id)+len(state))
+	b = append(b, 'S')
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	b = append(append(b, id...), state...)
+	n.queueState(id, stateOp{kind: 'S', subject: n.stateSubject(n.cfg.NodeName, id), data: b})
+}
+
+// Queued implements session.SessionCluster.
+func (n *Node) Queued(id string, rec []byte) {
+	b := append(make([]byte, 0, 1+len(rec)), 'M')
+	n.queueState(id, stateOp{kind: 'M', subject: n.stateSubject(n.cfg.NodeName, id), data: append(b, rec...)})
+}
+
+// Ended implements session.SessionCluster.
+func (n *Node) Ended(id string) {
+	n.queueState(id, stateOp{kind: 'E', subject: n.stateSubject(n.cfg.NodeName, id)})
+}
+
+// stateLoop writes the queued state changes in order: queued messages
+// asynchronously (in order on one connection), snapshots and purges once
+// what came before them is stored.
+func (n *Node) stateLoop() {
+	defer n.wg.Done()
+	w := &n.state
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-w.ready:
+		}
+		w.mu.Lock()
+		ops := w.ops
+		w.ops = nil
+		w.mu.Unlock()
+		for _, op := range ops {
+			n.writeState(op)
+		}
+		n.awaitAsync()
+	}
+}
+
+func (n *Node) awaitAsync() {
+	select {
+	case <-n.js.PublishAsyncComplete():
+	case <-time.After(10 * time.Second):
+		n.log.Printf("cluster %s: replicated session writes not acknowledged in 10s", n.cfg.Name)
+	case <-n.stop:
+	}
+}
+
+func (n *Node) writeState(op stateOp) {
+	if op.kind == 'M' {
+		if _, err := n.js.PublishAsync(op.subject, op.data); err != nil {
+			n.log.Printf("cluster %s: replicating a queued message: %v", n.cfg.Name, err)
+		}
+		return
+	}
+	n.awaitAsync()
+	for attempt := 0; attempt < 25; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-n.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var err error
+		if op.kind == 'S' {
+			var ack *jetstream.PubAck
+			if ack, err = n.js.Publish(ctx, op.subject, op.data); err == nil {
+				err = n.state.stream.Purge(ctx, jetstream.WithPurgeSubject(op.subject), jetstream.WithPurgeSequence(ack.Sequence))
+			}
+		} else {
+			err = n.state.stream.Purge(ctx, jetstream.WithPurgeSubject(op.subject))
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt == 0 {
+			n.log.Printf("cluster %s: replicating session state (%c): %v (retrying)", n.cfg.Name, op.kind, err)
+		}
+	}
+}
+
+// replicated is one session's replicated state, read back.
+type replicated struct {
+	subject string
+	id      string
+	state   []byte   // the last snapshot
+	extra   [][]byte // queued messages after it
+}
+
+// readState reads every session state under filter (a subject, or a
+// node's wildcard), by subject: message after message, each the next one
+// on filter from the last sequence read (a direct get, bounded by ctx; no
+// consumer is made).
+func (n *Node) readState(ctx context.Context, filter string) (map[string]*replicated, error) {
+	out := map[string]*replicated{}
+	for seq := uint64(1); ; {
+		var m *jetstream.RawStreamMsg
+		var err error
+		for try := 0; try < 5 && ctx.Err() == nil; try++ {
+			// Each get bounded on its own: one sent while the stream elects
+			// a new leader gets no answer.
+			gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			m, err = n.state.stream.GetMsg(gctx, seq, jetstream.WithGetMsgSubject(filter))
+			cancel()
+			if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+		}
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
+		}
+		if err == nil && m == nil {
+			err = ctx.Err() // cancelled before a get was sent
+		}
+		if err != nil {
+			return nil, err
+		}
+		seq = m.Sequence + 1
+		r := out[m.Subject]
+		if r == nil {
+			r = &replicated{subject: m.Subject}
+			out[m.Subject] = r
+		}
+		d := m.Data
+		switch {
+		case len(d) > 0 && d[0] == 'S':
+			l, used := binary.Uvarint(d[1:])
+			if used <= 0 || uint64(len(d)-1-used) < l {
+				continue
+			}
+			r.id = string(d[1+used : 1+used+int(l)])
+			r.state = d[1+used+int(l):]
+			r.extra = nil
+		case len(d) > 0 && d[0] == 'M' && r.state != nil:
+			r.extra = append(r.extra, d[1:])
+		}
+	}
+}
+
+// sessionRecord reads the record at the head of a snapshot's state.
+func sessionRecord(id string, state []byte) (*store.Session, error) {
+	l, used := binary.Uvarint(state)
+	if used <= 0 || uint64(len(state)-used) < l {
+		return nil, errors.New("cluster: malformed session snapshot")
+	}
+	return store.DecodeSession(id, state[used:used+int(l)])
+}
+
+// adopt takes over the replicated sessions of a node that is gone (or of
+// this node, as it starts again): see the top of this file. Each read is
+// bounded and retried: a request sent while the stream elects a new leader
+// (its old one may be the dead node) gets no answer.
+func (n *Node) adopt(ctx context.Context, dead string) {
+	start := time.Now()
+	var all map[string]*replicated
+	for {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		var err error
+		all, err = n.readState(actx, n.prefix+"s."+dead+".>")
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			n.log.Printf("cluster %s: reading the sessions of node %s: %v", n.cfg.Name, dead, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sessions, wills := 0, 0
+	for _, r := range all {
+		if r.state == nil {
+			continue
+		}
+		var ok, w bool
+		for attempt := 0; attempt < 10 && ctx.Err() == nil; attempt++ {
+			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			var retry bool
+			ok, w, retry = n.adoptOne(actx, dead, r)
+			cancel()
+			if !retry {
+				break
+			}
+		}
+		if ok {
+			sessions++
+		}
+		if w {
+			wills++
+		}
+	}
+	if len(all) > 0 || dead != n.cfg.NodeName {
+		n.log.Printf("cluster %s: took over %d sessions of node %s (%d wills published) in %v", n.cfg.Name,
+			sessions, dead, wills, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// adoptOne takes one replicated session of node dead, if the registry
+// still says it is dead's, and reports whether it did, whether a will was
+// published at once, and whether to try again (the registry did not answer).
+func (n *Node) adoptOne(ctx context.Context, dead string, r *replicated) (adopted, will, retry bool) {
+	rec, err := sessionRecord(r.id, r.state)
+	if err != nil {
+		n.log.Printf("cluster %s: session %q of node %s: %v", n.cfg.Name, r.id, dead, err)
+		return false, false, false
+	}
+	key := sessionKey(r.id)
+	e, err := n.sess.kv.Get(ctx, key)
+	var cur sessionEntry
+	switch {
+	case err == nil && e.Operation() == jetstream.KeyValuePut:
+		_ = json.Unmarshal(e.Value(), &cur)
+	case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, false, true
+	}
+	if cur.Node != dead {
+		if dead != n.cfg.NodeName {
+			_ = n.state.stream.Purge(ctx, jetstream.WithPurgeSubject(r.subject)) // someone else has it now
+		}
+		return false, false, false
+	}
+	val, _ := json.Marshal(sessionEntry{Node: n.cfg.NodeName, ID: r.id, Expiry: rec.Expiry})
+	if _, err := n.sess.kv.Update(ctx, key, val, e.Revision()); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return false, false, false // another node won it
+		}
+		return false, false, true
+	}
+	if rec.Expiry == 0 {
+		if rec.Will != nil && rec.DisconnectedAt == 0 {
+			n.b.PublishStored(rec.Will) // a clean session's will waits for nothing [MQTT-3.1.2-8]
+			will = true
+		}
+		_ = n.state.stream.Purge(ctx, jetstream.WithPurgeSubject(r.subject))
+	} else if err := n.b.Install(r.id, r.state, r.extra, true); err != nil {
+		n.log.Printf("cluster %s: session %q of node %s: %v", n.cfg.Name, r.id, dead, err)
+		return false, false, false
+	}
+	if dead != n.cfg.NodeName {
+		_ = n.state.stream.Purge(ctx, jetstream.WithPurgeSubject(r.subject))
+	}
+	return true, will, false
+}
+
+// adoptDead adopts a dead node's sessions off the liveness goroutine.
+func (n *Node) adoptDead(name string) {
+	if !n.state.on.Load() {
+		return // still joining: its own start reads what it needs
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		go func() {
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		n.adopt(ctx, name)
+	}()
+}
+
+// flushState waits (2 s at most: a node cut off must still stop within
+// seconds) until the state writer has
+// written what is queued: a node that stops leaves its sessions' last state
+// for the node that adopts them.
+func (n *Node) flushState() {
+	if n.state.ready == nil {
+		return
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		n.state.mu.Lock()
+		left := len(n.state.ops)
+		n.state.mu.Unlock()
+		if left == 0 && n.js.PublishAsyncPending() == 0 {
+			time.Sleep(50 * time.Millisecond) // the op taken last may be in flight
+			n.state.mu.Lock()
+			left = len(n.state.ops)
+			n.state.mu.Unlock()
+			if left == 0 {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

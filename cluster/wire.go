@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/session"
+)
+
+// Wire format of the messages one node forwards to another, on the NATS
+// subject of the receiving node. The MQTT topic travels inside the payload,
+// never in the subject, so every topic arrives byte-identical.
+//
+//	batch: 'B' record...
+//	record: uvarint token, then the message as an MQTT 5 PUBLISH frame
+//	        (QoS, RETAIN as published, forwarded properties, expiry left)
+//	chunk: 'C' id(8) total(4) offset(4) bytes: a piece of a batch's records
+//	       too large for one NATS message, reassembled by (sender, id)
+//
+// token 0: for the node's ordinary subscribers; else the shared subscription
+// (the node's own token for it, from its route) whose pick fell on the node.
+const (
+	kindBatch    = 'B'
+	kindChunk    = 'C'
+	chunkHeader  = 1 + 8 + 4 + 4
+	maxChunkBody = 256 << 20 // a whole batch: at most one MQTT packet's worth, plus headers
+)
+
+var errWire = errors.New("cluster: malformed forwarded batch")
+
+// appendRecord encodes m onto dst (a batch: its kind byte first).
+// Allocation-free: the packet is built in place on the stack.
+func appendRecord(dst []byte, m *session.Message, token uint32, now int64) []byte {
+	if len(dst) == 0 {
+		dst = append(dst, kindBatch)
+	}
+	dst = binary.AppendUvarint(dst, uint64(token))
+	var p codec.Packet
+	fillPacket(&p, m, now)
+	return p.Encode(dst, codec.Version5)
+}
+
+// fillPacket sets p to m as a PUBLISH. Its packet id is a placeholder: the
+// receiving node numbers what it sends to each of its clients.
+func fillPacket(p *codec.Packet, m *session.Message, now int64) {
+	p.Type, p.QoS, p.Retain = codec.PUBLISH, m.QoS, m.Retain
+	if m.QoS > 0 {
+		p.PacketID = 1
+	}
+	p.Topic, p.Payload, p.Props = m.Topic, m.Payload, m.Props
+	if m.ExpiresAt != 0 {
+		left := (m.ExpiresAt - now + 1e9 - 1) / 1e9
+		p.Props.Set(codec.PropMessageExpiry)
+		p.Props.MessageExpiry = uint32(max(left, 1))
+	}
+}
+
+// eachRecord calls fn for every record of a batch body (after the kind
+// byte). p's slices alias body.
+func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, p *codec.Packet)) error {
+	dec := codec.Decoder{Version: codec.Version5}
+	for len(body) > 0 {
+		token, n := binary.Uvarint(body)
+		if n <= 0 || token > 1<<32-1 {
+			return errWire
+		}
+		body = body[n:]
+		used, err := dec.Decode(body, p)
+		if err != nil || p.Type != codec.PUBLISH {
+			return errWire
+		}
+		fn(uint32(token), p)
+		body = body[used:]
+	}
+	return nil
+}
+
+// chunks cuts a batch bigger than max into chunk messages, passing each to
+// send (which must copy it before returning); scratch is reused.
+func chunks(batch []byte, id uint64, max int, scratch []byte, send func([]byte)) []byte {
+	body := batch[1:]
+	room := max - chunkHeader
+	for off := 0; off < len(body); off += room {
+		end := min(off+room, len(body))
+		b := append(scratch[:0], kindChunk)
+		b = binary.BigEndian.AppendUint64(b, id)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
+		b = binary.BigEndian.AppendUint32(b, uint32(off))
+		b = append(b, body[off:end]...)
+		send(b)
+		scratch = b
+	}
+	return scratch
+}
+
+// partial is a batch being reassembled from its chunks.
+type partial struct {
+	buf  []byte
+	last time.Time // when its last chunk came
+}
+
+// chunkIdle is how long a partial batch may wait for its next chunk: a
+// sender's chunks come back to back, so a longer silence means it died (or
+// restarted) mid-batch, and what it sent so far is freed.
+const chunkIdle = 10 * time.Second
+
+// assembler reassembles chunked batches: add on the node's subscription,
+// sweep on its liveness goroutine.
+type assembler struct {
+	mu    sync.Mutex
+	parts map[uint64]*partial
+	idle  time.Duration // chunkIdle unless a test says otherwise
+}
+
+// sweep frees the partial batches that have waited longer than chunkIdle
+// for their next chunk; it returns how many and their bytes.
+func (a *assembler) sweep(now time.Time) (n, bytes int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	idle := a.idle
+	if idle == 0 {
+		idle = chunkIdle
+	}
+	for id, p := range a.parts {
+		if now.Sub(p.last) > idle {
+			n, bytes = n+1, bytes+len(p.buf)
+			delete(a.parts, id)
+		}
+	}
+	return n, bytes
+}
+
+// pending is the number of partial batches held.
+func (a *assembler) pending() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.parts)
+}
+
+// add takes one chunk message and returns the whole batch body once its last
+// chunk arrives. Chunks of one batch come in order (one publisher, one
+// subject, one connection).
+func (a *assembler) add(msg []byte) (body []byte, done bool, err error) {
+	if len(msg) < chunkHeader {
+		return nil, false, errWire
+	}
+	id := binary.BigEndian.Uint64(msg[1:])
+	total := int(binary.BigEndian.Uint32(msg[9:]))
+	off := int(binary.BigEndian.Uint32(msg[13:]))
+	data := msg[chunkHeader:]
+	if total > maxChunkBody {
+		return nil, false, errWire
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.parts == nil {
+		a.parts = make(map[uint64]*partial)
+	}
+	p := a.parts[id]
+	if p == nil {
+		if off != 0 {
+			return nil, false, errWire // its start was lost (a node restarted mid-batch)
+		}
+		p = &partial{buf: make([]byte, 0, total)}
+		a.parts[id] = p
+	}
+	p.last = time.Now()
+	if off != len(p.buf) || off+len(data) > total {
+		delete(a.parts, id)
+		return nil, false, errWire
+	}
+	p.buf = append(p.buf, data...)
+	if len(p.buf) < total {
+		return nil, false, nil
+	}
+	delete(a.parts, id)
+	return p.buf, true, nil
+}
