@@ -72,12 +72,9 @@ type Bridge struct {
 	// what was in flight to the remote is resent with DUP and the same ids,
 	// as mosquitto's bridge does. Only the run goroutine touches it.
 	prev *client.Client
-	// sent holds the local packet ids of the messages in flight to the
-	// remote (in the remote client's session): when the local session
-	// resends one after a reconnection, the remote client resends it
-	// itself, under its own id.
-	sentMu sync.Mutex
-	sent   map[uint16]struct{}
+	// sent follows the messages forwarded to the remote until no copy the
+	// local session resends can be taken for a new one.
+	sent *sentTable
 }
 
 // New makes the bridge for cfg; Start runs it.
@@ -88,7 +85,7 @@ func New(cfg *config.Bridge, b *session.Broker, logger *log.Logger) *Bridge {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Bridge{cfg: cfg, broker: b, log: logger, local: newLocal(b, cfg.Name),
 		stop: make(chan struct{}), stopped: make(chan struct{}), ctx: ctx, cancel: cancel,
-		version: cfg.ProtocolVersion, tryPrivate: cfg.TryPrivate, sent: make(map[uint16]struct{})}
+		version: cfg.ProtocolVersion, tryPrivate: cfg.TryPrivate, sent: newSentTable()}
 }
 
 // Name is the connection's name.
@@ -366,6 +363,7 @@ func (br *Bridge) serve(rc *client.Client) error {
 	br.mu.Unlock()
 	ack := rc.Connack()
 	window := br.window(&ack)
+	br.sent.localConnect()
 	err := br.local.connect(c.LocalClientID, c.LocalUsername, c.LocalPassword, c.HasLocalUser, c.HasLocalPass,
 		false, math.MaxUint32, window, !ack.SessionPresent)
 	br.broker.Connecting(c.LocalClientID, false) // online now, or not to be

@@ -314,29 +314,32 @@ func (l *local) settleLocked() {
 
 // ack answers the broker for a message it sent the bridge: PUBACK for QoS 1,
 // PUBREC for QoS 2 (its PUBREL is answered by drain), once the remote has
-// taken it.
-func (l *local) ack(id uint16, qos byte) {
+// taken it. It reports whether the broker has it (false: the local side is
+// offline, and the session will send the message again).
+func (l *local) ack(id uint16, qos byte) bool {
 	if qos == 0 {
-		return
+		return true
 	}
 	t := codec.PUBACK
 	if qos == 2 {
 		t = codec.PUBREC
 	}
-	l.handleSimple(t, id)
+	return l.handleSimple(t, id)
 }
 
-// handleSimple hands the broker an ack packet and settles what it answers.
-func (l *local) handleSimple(t codec.PacketType, id uint16) {
+// handleSimple hands the broker an ack packet and settles what it answers;
+// false if the local side was offline or went offline.
+func (l *local) handleSimple(t codec.PacketType, id uint16) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.c == nil || !l.handleLocked(t, id) {
-		return
+		return false
 	}
 	l.settleLocked()
 	// The ack may have freed the window for queued messages: a loop drains
 	// after every turn that touched a connection, and so does the bridge.
 	transport{l}.Wake()
+	return true
 }
 
 // drain takes what the broker has for the bridge, up to budget bytes, and

@@ -343,8 +343,15 @@ func (f *forwarder) forward(p *codec.Packet) {
 	br := f.br
 	l := br.local
 	id, localQoS := p.PacketID, p.QoS
-	if localQoS > 0 && br.inFlight(id) {
-		return // resent by the remote client itself, under its id
+	if localQoS > 0 {
+		if skip, owedQoS := br.sent.skip(id, p.Dup); skip {
+			// In flight: resent by the remote client itself, under its id.
+			// Otherwise the remote has it: only the local ack is due.
+			if owedQoS > 0 {
+				br.ackLocal(id, owedQoS)
+			}
+			return
+		}
 	}
 	topic, ok := outTopic(br.cfg.Topics, string(p.Topic))
 	if !ok {
@@ -395,37 +402,28 @@ func (f *forwarder) forward(p *codec.Packet) {
 		return
 	}
 	var acked atomic.Bool
-	br.setInFlight(id, true)
+	br.sent.sending(id)
 	err := f.rc.PublishAsync(br.ctx, m, func(err error) {
-		br.setInFlight(id, false)
 		var ae *client.AckError
-		if (err == nil || errors.As(err, &ae)) && acked.CompareAndSwap(false, true) {
-			l.ack(id, localQoS) // a refusal is final too: resending would not change it
+		switch {
+		case err != nil && !errors.As(err, &ae):
+			br.sent.notTaken(id) // given up (Stop): the local session keeps it
+		case acked.CompareAndSwap(false, true):
+			br.ackLocal(id, localQoS) // a refusal is final too: resending would not change it
 		}
 	})
 	if err != nil && !errors.Is(err, client.ErrConnectionLost) {
 		// Not taken (the remote is gone): the message stays in the local
 		// session's window and is sent again after the next connection.
 		// (ErrConnectionLost: taken, and resent by the remote client.)
-		br.setInFlight(id, false)
+		br.sent.notTaken(id)
 	}
 }
 
-// inFlight reports whether the local message id is in flight to the
-// remote. Any goroutine.
-func (br *Bridge) inFlight(id uint16) bool {
-	br.sentMu.Lock()
-	defer br.sentMu.Unlock()
-	_, ok := br.sent[id]
-	return ok
-}
-
-func (br *Bridge) setInFlight(id uint16, on bool) {
-	br.sentMu.Lock()
-	if on {
-		br.sent[id] = struct{}{}
-	} else {
-		delete(br.sent, id)
-	}
-	br.sentMu.Unlock()
+// ackLocal acknowledges to the local session a message the remote has.
+// Until the local broker has the acknowledgement, a copy the local session
+// resends is not forwarded again (sentTable). Any goroutine.
+func (br *Bridge) ackLocal(id uint16, qos byte) {
+	br.sent.remoteHas(id)
+	br.sent.localAcked(id, qos, br.local.ack(id, qos))
 }
