@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,22 @@ func pairsFlow(c Config) flow {
 		f.pubTopics = append(f.pubTopics, t)
 		f.subFilters = append(f.subFilters, t)
 	}
+	return f
+}
+
+// ownTopics puts the run's tag in its topics (bench/TAG/...): a loaded
+// broker may still be reading an earlier run's publishers (what they wrote
+// before closing), and those messages must not reach this run's
+// subscribers, where they would count as late.
+func (f flow) ownTopics(tag string) flow {
+	retag := func(ts []string) []string {
+		out := make([]string, len(ts))
+		for i, t := range ts {
+			out[i] = "bench/" + tag + "/" + strings.TrimPrefix(t, "bench/")
+		}
+		return out
+	}
+	f.pubTopics, f.subFilters = retag(f.pubTopics), retag(f.subFilters)
 	return f
 }
 
@@ -136,6 +153,7 @@ func (r *flowRun) point() point {
 func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 	res := &Result{Scenario: c.Scenario, Shape: f.shape}
 	id := runID(c.Scenario)
+	f = f.ownTopics(id[strings.LastIndexByte(id, '-')+1:])
 	d := newDialer(c.Host, c.Port, c.Unix)
 	d.tls = c.TLS
 	sd := d // subscribers' broker: another one beyond a bridge, if SubPort is set
@@ -197,7 +215,7 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 			return nil, err
 		}
 		pubConns = append(pubConns, nc) // closed at the end
-		if err := subscribe(nc, c.Version, "bench/fanout", c.QoS); err != nil {
+		if err := subscribe(nc, c.Version, f.pubTopics[0], c.QoS); err != nil { // the fan-out topic
 			return nil, err
 		}
 	}
