@@ -26,6 +26,13 @@ import (
 // Scenarios lists every scenario in the order `all` runs them.
 var Scenarios = []string{"fanin", "fanout", "pairs", "qos1", "qos2", "latency", "conns", "retained"}
 
+// QueueScenario is QoS 1 fan-in to a persistent subscriber that is away
+// while the publishers publish: the broker queues everything (and, with
+// persistence, stores it; in a cluster, replicates it), then the subscriber
+// comes back for it (Result.DrainRate). Not part of `all`: what it measures
+// depends on the broker's max_queued_messages and persistence settings.
+const QueueScenario = "queue"
+
 // TLSScenarios run over TLS (Config.TLS): QoS 0 fan-in and pairs, and idle
 // connections, whose connect phase times the handshakes. tls-conns-ec is
 // tls-conns under another name, for a run against an ECDSA certificate;
@@ -121,6 +128,11 @@ func (c Config) Defaults() Config {
 	switch c.Scenario {
 	case "qos1":
 		c.QoS = 1
+	case QueueScenario:
+		c.QoS, c.Persistent = 1, true
+		if c.Publishers == 32 { // the default: a queue fills from a few
+			c.Publishers = 4
+		}
 	case "qos2":
 		c.QoS = 2
 	case "latency":
@@ -143,11 +155,14 @@ type Result struct {
 	Delivered int64   `json:"delivered"` // messages received by subscribers in the window
 	Rate      float64 `json:"rate"`      // delivered msg/s
 
-	Expected  int64 `json:"expected"` // deliveries owed for everything published
-	Received  int64 `json:"received"` // deliveries counted, after draining
-	Lost      int64 `json:"lost"`
-	Reordered int64 `json:"reordered"`
-	Unstamped int64 `json:"unstamped,omitempty"`
+	Expected int64 `json:"expected"` // deliveries owed for everything published
+	Received int64 `json:"received"` // deliveries counted, after draining
+	Lost     int64 `json:"lost"`
+	// DrainRate (queue) is how fast the subscriber, back, received the
+	// queue: messages per second from its CONNECT to the last one.
+	DrainRate float64 `json:"drain_rate,omitempty"`
+	Reordered int64   `json:"reordered"`
+	Unstamped int64   `json:"unstamped,omitempty"`
 
 	Latency *Latency `json:"latency,omitempty"`
 
@@ -192,7 +207,7 @@ type Latency struct {
 func Run(ctx context.Context, c Config) (*Result, error) {
 	c = c.Defaults()
 	switch c.Scenario {
-	case "fanin", "qos1", "qos2":
+	case "fanin", "qos1", "qos2", QueueScenario:
 		return runFlow(ctx, c, faninFlow(c))
 	case "fanout":
 		return runFlow(ctx, c, fanoutFlow(c))
@@ -221,7 +236,7 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		}
 	}
 	return nil, fmt.Errorf("bench: unknown scenario %q (want one of %s)", c.Scenario,
-		strings.Join(append(Scenarios, TLSScenarios...), ", "))
+		strings.Join(append(append(Scenarios, QueueScenario), TLSScenarios...), ", "))
 }
 
 // runID keeps client ids of concurrent or successive runs apart.

@@ -24,6 +24,7 @@ func startBroker(t *testing.T) (host string, port int) {
 	opts := session.DefaultOptions()
 	opts.Logger = log.New(io.Discard, "", 0)
 	opts.ConnectionMessages = false
+	opts.MaxQueuedMessages = 0 // the queue scenario's subscriber is away while it is sent everything
 	srv := loop.New(session.NewBroker(opts), loop.Config{Listeners: []string{"127.0.0.1:0"}, Loops: 2,
 		Logger: log.New(io.Discard, "", 0)})
 	if err := srv.Start(); err != nil {
@@ -149,6 +150,7 @@ func TestScenarios(t *testing.T) {
 		{Scenario: "pairs", Pairs: 5, Rate: 2000},
 		{Scenario: "qos1", Publishers: 2, Inflight: 2},
 		{Scenario: "qos2", Publishers: 2, Inflight: 2},
+		{Scenario: QueueScenario, Publishers: 2, Inflight: 2},
 		{Scenario: "latency", Pairs: 4, Rate: 2000, Version: codec.Version5},
 		{Scenario: "conns", Conns: 50},
 		{Scenario: "retained", Retained: 200},
@@ -169,12 +171,15 @@ func TestScenarios(t *testing.T) {
 				}
 				return
 			}
-			if r.Delivered <= 0 || r.Received <= 0 || r.Lost != 0 || r.Reordered != 0 || r.Unstamped != 0 {
+			if (r.Delivered <= 0) != (c.Scenario == QueueScenario) || r.Received <= 0 || r.Lost != 0 || r.Reordered != 0 || r.Unstamped != 0 {
 				t.Fatalf("delivered %d received %d of %d, lost %d, reordered %d, unstamped %d",
 					r.Delivered, r.Received, r.Expected, r.Lost, r.Reordered, r.Unstamped)
 			}
 			if c.Scenario != "retained" && r.Received != r.Expected {
 				t.Fatalf("received %d, expected %d", r.Received, r.Expected)
+			}
+			if c.Scenario == QueueScenario && r.DrainRate <= 0 {
+				t.Fatalf("queue: drain rate %v", r.DrainRate)
 			}
 			if (c.Scenario == "latency" || c.Scenario == "retained") && (r.Latency == nil || r.Latency.Samples == 0) {
 				t.Fatalf("no latency samples")

@@ -190,6 +190,12 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 			return err
 		}
 		s := newSubscriber(c.Version, base, f.latency, errs)
+		if c.Scenario == QueueScenario { // away until the publishers are done
+			run.subs[i] = s
+			_, err := nc.Write(disconnectFrame)
+			nc.Close()
+			return err
+		}
 		if c.TLS != nil { // gnet would see ciphertext: a goroutine reads it
 			mu.Lock()
 			pubConns = append(pubConns, nc)
@@ -214,7 +220,7 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		pubConns = append(pubConns, nc) // closed at the end
+		pubConns = append(pubConns, nc)                                         // closed at the end
 		if err := subscribe(nc, c.Version, f.pubTopics[0], c.QoS); err != nil { // the fan-out topic
 			return nil, err
 		}
@@ -308,7 +314,25 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 		p.stop.Store(true)
 	}
 	wg.Wait()
-	run.drain(10 * time.Second)
+	var drainStart time.Time
+	if c.Scenario == QueueScenario {
+		for _, p := range run.windows { // all of it queued
+			for deadline := time.Now().Add(10 * time.Second); p.acked.Load() < p.sent.Load() && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		drainStart = time.Now()
+		if err := run.comeBack(rx, subDial, id); err != nil {
+			res.Error = err.Error()
+			return res, err
+		}
+	}
+	last := run.drain(10 * time.Second)
+	if !drainStart.IsZero() {
+		if d := last.Sub(drainStart).Seconds(); d > 0 {
+			res.DrainRate = float64(run.received()) / d
+		}
+	}
 
 	if err := errs.get(); err != nil {
 		res.Error = err.Error()
@@ -356,7 +380,24 @@ func runFlow(ctx context.Context, c Config, f flow) (*Result, error) {
 
 // drain waits until every owed delivery arrived, or nothing more arrives
 // for a second, or limit passes.
-func (r *flowRun) drain(limit time.Duration) {
+// comeBack reconnects the subscribers of a queue run to their sessions.
+func (r *flowRun) comeBack(rx *reactor, subDial []*dialer, id string) error {
+	c, f := r.cfg, r.flow
+	for i := range f.subFilters {
+		nc, err := subDial[i%len(subDial)].connectSession(fmt.Sprintf("%s-s%d", id, i), c.Version, 0, true)
+		if err != nil {
+			return err
+		}
+		if _, err := rx.enroll(nc, r.subs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drain waits until the subscribers have everything owed (or nothing came
+// for a second, or limit), and returns when the count last grew.
+func (r *flowRun) drain(limit time.Duration) time.Time {
 	deadline := time.Now().Add(limit)
 	last, lastChange := int64(-1), time.Now()
 	for time.Now().Before(deadline) {
@@ -367,16 +408,18 @@ func (r *flowRun) drain(limit time.Duration) {
 			}
 		}
 		got := r.received()
-		if acked && got >= r.sent()*int64(r.flow.perMessage) {
-			return
-		}
 		if got != last {
 			last, lastChange = got, time.Now()
-		} else if time.Since(lastChange) > time.Second {
-			return
+		}
+		if acked && got >= r.sent()*int64(r.flow.perMessage) {
+			return lastChange
+		}
+		if time.Since(lastChange) > time.Second {
+			return lastChange
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return lastChange
 }
 
 // summarize turns latency samples (ns) into percentiles (µs).

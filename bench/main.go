@@ -23,6 +23,8 @@ Scenarios: %s.
   fanout    1 publisher → S subscribers of one topic
   pairs     N publisher/subscriber pairs, each on its own topic
   qos1/qos2 fan-in at QoS 1 / 2, each publisher keeping -inflight unacknowledged
+  queue     qos1 from -P publishers (default 4) to a persistent subscriber that is away
+            meanwhile, then comes back: publish rate, then drain rate (not in all)
   latency   N pairs at a fixed total -rate (default 10000/s): p50 … p99.9, max
   conns     C idle connections: connect rate, broker RSS per connection (-pid)
   retained  R retained topics, fresh subscribers to a filter over all of them

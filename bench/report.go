@@ -70,6 +70,8 @@ func WriteTable(w io.Writer, results []*Result) error {
 			sent, delivered = Count(r.ConnectRate)+" conn/s", fmt.Sprintf("%.2f KiB/conn", r.KiBPerConn)
 		case "retained":
 			sent = fmt.Sprintf("%.1f rounds", r.SentRate)
+		case QueueScenario: // delivered only after the publishers: the drain
+			delivered = Count(r.DrainRate) + " drain"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Scenario, r.Shape, sent, delivered,
 			r.Lost, r.Reordered, p50, p99, Percent(r.GenCPU), Percent(r.BrokerCPU), Count(r.PerBrokerCPU), KiB(r.BrokerRSSKiB))

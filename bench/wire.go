@@ -239,5 +239,9 @@ func subscribe(c net.Conn, version byte, filter string, qos byte) error {
 	return nil
 }
 
+// disconnectFrame is a DISCONNECT (v5: normal, the session kept as its
+// CONNECT asked), the same at every protocol level.
+var disconnectFrame = []byte{0xe0, 0}
+
 // pingFrame is a PINGREQ, the same at every protocol level.
 var pingFrame = []byte{0xc0, 0}
