@@ -39,24 +39,25 @@ func (b *brokerList) Set(s string) error {
 
 // options are perf's flags.
 type options struct {
-	quick       bool
-	rounds      int
-	duration    time.Duration
-	warmup      time.Duration
-	scenarios   string
-	conns       int
-	tlsConns    int
-	midge       string
-	midgeArgs   string
-	noMosquitto bool
-	out         string
-	profileDir  string
-	others      brokerList
-	unixOnly    bool
-	bridged     bool // also compare bridged throughput (bridged.go)
-	onlyBridged bool
-	cluster     bool // also compare one node with a three-node cluster (clustered.go)
-	onlyCluster bool
+	quick        bool
+	rounds       int
+	duration     time.Duration
+	warmup       time.Duration
+	scenarios    string
+	conns        int
+	tlsConns     int
+	midge        string
+	midgeArgs    string
+	noMosquitto  bool
+	out          string
+	profileDir   string
+	others       brokerList
+	unixOnly     bool
+	bridged      bool // also compare bridged throughput (bridged.go)
+	onlyBridged  bool
+	cluster      bool // also compare one node with a three-node cluster (clustered.go)
+	onlyCluster  bool
+	clusterConns int // only: that many idle connections over three nodes (clusterconns.go)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -79,6 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.onlyBridged, "only-bridged", false, "run only the bridged throughput comparison, printed")
 	fs.BoolVar(&o.cluster, "cluster", true, "also compare one midge with a three-node midge cluster (full runs)")
 	fs.BoolVar(&o.onlyCluster, "only-cluster", false, "run only the cluster comparison, printed and written to perf/results/<date>-cluster.md")
+	fs.IntVar(&o.clusterConns, "only-cluster-conns", 0, "run only: three nodes hold this many idle connections (e.g. 50000) while a cross-node pair flows; written to perf/results/<date>-cluster-conns.md")
 	fs.Var(&o.others, "broker", "another broker as name=command with {port} (repeatable)")
 	fs.BoolVar(&o.unixOnly, "unix", false, "only compare QoS 0 pairs over a Unix socket and loopback TCP (also part of a full run)")
 	if err := fs.Parse(args); err != nil {
@@ -146,6 +148,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 			logf("%v", err)
 			return 1
 		}
+		return 0
+	}
+	if o.clusterConns > 0 {
+		var b strings.Builder
+		if err := clusterConns(ctx, o, brokers[0], o.clusterConns, dir, &b, logf); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		fmt.Fprint(stdout, b.String())
+		path := filepath.Join(o.out, time.Now().UTC().Format("2006-01-02")+"-cluster-conns.md")
+		text := fmt.Sprintf("# midge: idle connections beyond one process, %s\n\n- Machine: %s, %d cores, %.0f GiB; kernel %s\n- Go %s; %s\n"+
+			"- `go run ./perf -no-mosquitto -only-cluster-conns %d`\n", env.Date, env.CPU, env.Cores, env.MemGiB, env.Kernel, env.Go, env.Midge, o.clusterConns) + b.String()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		logf("report: %s", path)
 		return 0
 	}
 	if o.onlyCluster {
