@@ -126,7 +126,9 @@ func start(spec brokerSpec, dir string) (*runningBroker, error) {
 	if err != nil {
 		return nil, err
 	}
-	line := strings.ReplaceAll(spec.Command, "{port}", strconv.Itoa(port))
+	// {name} tells the nodes of a cluster apart (e.g. in -midge-args
+	// "--cpuprofile DIR/{name}.pprof").
+	line := strings.NewReplacer("{port}", strconv.Itoa(port), "{name}", spec.Name).Replace(spec.Command)
 	if strings.Contains(line, "{conf}") {
 		conf := filepath.Join(dir, spec.Name+".conf")
 		body := strings.ReplaceAll(spec.Conf, "{port}", strconv.Itoa(port))

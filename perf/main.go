@@ -57,7 +57,8 @@ type options struct {
 	onlyBridged  bool
 	cluster      bool // also compare one node with a three-node cluster (clustered.go)
 	onlyCluster  bool
-	clusterConns int // only: that many idle connections over three nodes (clusterconns.go)
+	clusterConns int  // only: that many idle connections over three nodes (clusterconns.go)
+	clusterQueue bool // only: queue throughput, one node against the cluster (clusterqueue.go)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -72,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.conns, "conns", 19000, "idle connections in the conns scenario")
 	fs.IntVar(&o.tlsConns, "tls-conns", 10000, "idle connections in the tls-conns and wss-conns scenarios")
 	fs.StringVar(&o.midge, "midge", "", "midge binary (default: go build -o bin/midge .)")
-	fs.StringVar(&o.midgeArgs, "midge-args", "", "extra arguments for midge")
+	fs.StringVar(&o.midgeArgs, "midge-args", "", "extra arguments for midge ({name}: the broker's name, e.g. midge-n1 in a cluster)")
 	fs.BoolVar(&o.noMosquitto, "no-mosquitto", false, "do not run mosquitto")
 	fs.StringVar(&o.out, "out", "perf/results", "report directory")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "write a midge CPU profile per run into this directory")
@@ -81,6 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.cluster, "cluster", true, "also compare one midge with a three-node midge cluster (full runs)")
 	fs.BoolVar(&o.onlyCluster, "only-cluster", false, "run only the cluster comparison, printed and written to perf/results/<date>-cluster.md")
 	fs.IntVar(&o.clusterConns, "only-cluster-conns", 0, "run only: three nodes hold this many idle connections (e.g. 50000) while a cross-node pair flows; written to perf/results/<date>-cluster-conns.md")
+	fs.BoolVar(&o.clusterQueue, "only-cluster-queue", false, "run only: QoS 1 to an offline persistent subscriber, one node with persistence against a three-node cluster; written to perf/results/<date>-cluster-queue.md")
 	fs.Var(&o.others, "broker", "another broker as name=command with {port} (repeatable)")
 	fs.BoolVar(&o.unixOnly, "unix", false, "only compare QoS 0 pairs over a Unix socket and loopback TCP (also part of a full run)")
 	if err := fs.Parse(args); err != nil {
@@ -148,6 +150,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 			logf("%v", err)
 			return 1
 		}
+		return 0
+	}
+	if o.clusterQueue {
+		var b strings.Builder
+		if err := clusterQueue(ctx, o, brokers[0], dir, &b, logf); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		fmt.Fprint(stdout, b.String())
+		path := filepath.Join(o.out, time.Now().UTC().Format("2006-01-02")+"-cluster-queue.md")
+		text := fmt.Sprintf("# midge: queues for offline sessions, one node and a cluster, %s\n\n- Machine: %s, %d cores, %.0f GiB; kernel %s\n- Go %s; %s\n"+
+			"- `go run ./perf -no-mosquitto -only-cluster-queue -rounds %d -d %v -w %v`: every node fresh per run; the load generator shares the cores.\n",
+			env.Date, env.CPU, env.Cores, env.MemGiB, env.Kernel, env.Go, env.Midge, o.rounds, o.duration, o.warmup) + b.String()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			logf("%v", err)
+			return 1
+		}
+		logf("report: %s", path)
 		return 0
 	}
 	if o.clusterConns > 0 {
