@@ -1,0 +1,157 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Partitions. A node that hears fewer than half of the cluster's other
+// nodes is in a minority: it cannot tell a partition from the others'
+// death, and JetStream has no quorum on its side. It says so (log,
+// $SYS/broker/cluster/minority), goes on serving the clients connected to
+// it, refuses new CONNECTs (the registry does not answer: sessions.go), and
+// judges nobody dead for their sessions: purging routes and adopting
+// sessions is left to the majority. When it hears a majority again:
+//   - the sessions it holds that the registry now gives to another node
+//     (the majority adopted them, or their client connected there) end
+//     here, their clients disconnected (v5 0x8E) without a will: one
+//     session per client id again, the majority's (reconcile);
+//   - its routes that the majority deleted meanwhile are written again as
+//     its watch of the bucket sees the deletes (routes.go: reannounce);
+//   - nodes still silent after DeadAfter are judged dead now (their
+//     sessions adopted), as they would have been had it kept a quorum.
+
+// quorumLocked updates the minority state after a peer went up or down.
+// Assumes rmu.
+func (n *Node) quorumLocked() {
+	if !n.joined.Load() || n.size <= 1 {
+		return
+	}
+	reach := 1 + int(n.Stats.PeersUp.Load())
+	minority := 2*reach <= n.size
+	if minority == n.minority.Load() {
+		return
+	}
+	n.minority.Store(minority)
+	if minority {
+		n.Stats.Minority.Store(1)
+		n.cutAt = time.Now()
+		n.log.Printf("cluster %s: node %s is cut off from the majority (%d of %d nodes reachable): serving the clients connected here, refusing new CONNECTs",
+			n.cfg.Name, n.cfg.NodeName, reach, n.size)
+		return
+	}
+	n.Stats.Minority.Store(0)
+	n.log.Printf("cluster %s: node %s is in the majority again (%d of %d nodes reachable) after %v cut off",
+		n.cfg.Name, n.cfg.NodeName, reach, n.size, time.Since(n.cutAt).Round(time.Millisecond))
+	n.wg.Add(1)
+	go n.rejoined()
+}
+
+// rejoined: see the top of this file.
+func (n *Node) rejoined() {
+	defer n.wg.Done()
+	n.reconcile()
+	select {
+	case <-n.stop:
+		return
+	case <-time.After(n.cfg.DeadAfter):
+	}
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	if n.minority.Load() || !n.lowestAliveLocked() {
+		return
+	}
+	for _, p := range n.peers {
+		if !p.alive {
+			n.purgeLocked(p)
+			n.adoptDead(p.name)
+		}
+	}
+}
+
+// reconcile ends the sessions held here that the registry gives to another
+// node.
+func (n *Node) reconcile() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	start := time.Now()
+	ended, checked := 0, 0
+	for _, id := range n.b.SessionIDs() {
+		if n.claiming(id) {
+			continue // a CONNECT here is making it this node's
+		}
+		for ctx.Err() == nil {
+			if n.minority.Load() {
+				return // cut off again: the next rejoin checks
+			}
+			gctx, gcancel := context.WithTimeout(ctx, 2*time.Second)
+			cur, found, err := n.registryLeaderGet(gctx, id)
+			gcancel()
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			if !found {
+				break
+			}
+			checked++
+			if cur.Node != "" && cur.Node != n.cfg.NodeName && !n.claiming(id) && n.b.Drop(id) {
+				ended++
+				n.sess.reconciled.Add(1)
+			}
+			break
+		}
+	}
+	n.log.Printf("cluster %s: checked %d sessions against the registry after the partition in %v: %d now another node's, ended here",
+		n.cfg.Name, checked, time.Since(start).Round(time.Millisecond), ended)
+}
+
+// registryLeaderGet reads id's registry entry from the leader of the
+// registry's stream. kv.Get may be answered by this node's own replica,
+// which just after a partition can still be behind what the majority wrote.
+func (n *Node) registryLeaderGet(ctx context.Context, id string) (cur sessionEntry, found bool, err error) {
+	bucket := n.sess.kv.Bucket()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + sessionKey(id)})
+	msg, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return cur, false, err
+	}
+	var resp struct {
+		Message *struct {
+			Header []byte `json:"hdrs"`
+			Data   []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return cur, false, err
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return cur, false, nil
+	case resp.Error != nil:
+		return cur, false, errors.New(resp.Error.Description)
+	case resp.Message == nil:
+		return cur, false, errors.New("cluster: empty answer from the registry")
+	}
+	if bytes.Contains(resp.Message.Header, []byte("KV-Operation")) || len(resp.Message.Data) == 0 {
+		return cur, false, nil // deleted or purged
+	}
+	if err := json.Unmarshal(resp.Message.Data, &cur); err != nil {
+		return cur, false, err
+	}
+	return cur, true, nil
+}
