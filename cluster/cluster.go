@@ -129,9 +129,12 @@ type Node struct {
 	// cut off from the majority, since when
 	size     int
 	joined   atomic.Bool
+	joinNano atomic.Int64
 	minority atomic.Bool
 	cutAt    time.Time // rmu
-	swept    time.Time // liveness goroutine only
+	// follow: the bucket watches are asked to start again
+	routesAgain, retainedAgain chan struct{}
+	swept                      time.Time // liveness goroutine only
 
 	// Back-pressure across nodes (holdback.go): where other nodes ask this
 	// one to hold its publishers, and the senders as the receive goroutine
@@ -194,7 +197,7 @@ func New(b *session.Broker, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, b: b, log: cfg.Logger, interest: map[string]*interest{}, tokens: map[uint32]string{},
 		opsReady: make(chan struct{}, 1), peers: map[string]*peer{}, own: map[string]uint64{}, ownFilter: map[string]string{},
 		retLast: map[string]uint64{}, stop: make(chan struct{}), prefix: "midge." + cfg.Name + ".",
-		incarn: binary.BigEndian.Uint64(seed[:])}
+		incarn: binary.BigEndian.Uint64(seed[:]), routesAgain: make(chan struct{}, 1), retainedAgain: make(chan struct{}, 1)}
 	n.isLocal = func(s trie.Subscriber) bool { _, remote := s.(*peer); return !remote }
 	n.holdSub = n.holdSubject()
 	n.backs = map[string]*holdback{}
@@ -249,10 +252,8 @@ func (n *Node) Start() error {
 	if n.ns != nil { // with an external NATS the midge nodes are not counted
 		n.size = n.clusterSize()
 	}
-	n.rmu.Lock()
+	n.joinNano.Store(time.Now().UnixNano())
 	n.joined.Store(true)
-	n.quorumLocked()
-	n.rmu.Unlock()
 	n.startWriter()
 	n.joinedAt = time.Now()
 	n.log.Printf("cluster %s: node %s joined (%d peers up, %d remote routes, %d retained messages, replicas %d)",
@@ -349,12 +350,17 @@ func (n *Node) bucket(ctx context.Context, what string, replicas int, maxValue i
 	}
 }
 
-// watch starts watching a whole bucket, retrying within ctx: on a loaded
-// machine JetStream may not answer within nats.go's own request timeout.
-func (n *Node) watch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+// watch starts watching a whole bucket (from revision from, 0: its
+// current values), retrying within ctx: on a loaded machine JetStream may
+// not answer within nats.go's own request timeout.
+func (n *Node) watch(ctx context.Context, kv jetstream.KeyValue, from uint64) (jetstream.KeyWatcher, error) {
 	last := ""
+	var opts []jetstream.WatchOpt
+	if from > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(from))
+	}
 	for {
-		w, err := kv.WatchAll(context.Background())
+		w, err := kv.WatchAll(context.Background(), opts...)
 		if err == nil {
 			return w, nil
 		}
@@ -366,6 +372,64 @@ func (n *Node) watch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyW
 		case <-ctx.Done():
 			return nil, fmt.Errorf("cluster: watching bucket %s: %w", kv.Bucket(), err)
 		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// follow applies a bucket's entries as its watch w delivers them (nil: the
+// end of the values there were when a watch started) until the node
+// stops. When asked (rewatch) or when the watch ends, it watches again
+// from the revision after the last one applied: a watch's consumer lives on
+// one server, and after a partition nats.go may take tens of seconds to
+// notice that it is silent and make another.
+func (n *Node) follow(kv jetstream.KeyValue, w jetstream.KeyWatcher, rewatch <-chan struct{}, apply func(jetstream.KeyValueEntry)) {
+	defer n.wg.Done()
+	var last uint64
+	for {
+		again := false
+		for !again {
+			select {
+			case <-n.stop:
+				_ = w.Stop()
+				return
+			case <-rewatch:
+				again = true
+			case e, ok := <-w.Updates():
+				if !ok {
+					again = true
+					break
+				}
+				if e != nil {
+					last = e.Revision()
+				}
+				apply(e)
+			}
+		}
+		_ = w.Stop()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		var err error
+		w, err = n.watch(ctx, kv, last+1)
+		cancel()
+		if err != nil {
+			return // stopping
+		}
+	}
+}
+
+// rewatch asks the bucket watches to start again (a peer went down, or this
+// node rejoined the majority: see follow).
+func (n *Node) rewatch() {
+	for _, c := range []chan struct{}{n.routesAgain, n.retainedAgain} {
+		select {
+		case c <- struct{}{}:
+		default:
 		}
 	}
 }

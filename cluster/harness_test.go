@@ -35,6 +35,9 @@ type testNode struct {
 	nats  func(*server.Options)
 }
 
+// dumpLogs: MIDGE_TEST_LOGS=1 shows the nodes' logs of passing tests too.
+var dumpLogs bool
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -179,7 +182,7 @@ func (tn *testNode) stop(t testing.TB) {
 		if tn.node != nil {
 			_ = tn.node.Close()
 		}
-		if t.Failed() {
+		if t.Failed() || dumpLogs {
 			t.Logf("log of %s:\n%s", tn.name, tn.logs)
 		}
 	})

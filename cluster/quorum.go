@@ -1,11 +1,12 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Partitions. A node that hears fewer than half of the cluster's other
@@ -35,6 +36,9 @@ func (n *Node) quorumLocked() {
 	if minority == n.minority.Load() {
 		return
 	}
+	if minority && time.Since(time.Unix(0, n.joinNano.Load())) < n.cfg.DeadAfter {
+		return // just joined: the peers' heartbeats may be on their way (liveness asks again)
+	}
 	n.minority.Store(minority)
 	if minority {
 		n.Stats.Minority.Store(1)
@@ -53,6 +57,8 @@ func (n *Node) quorumLocked() {
 // rejoined: see the top of this file.
 func (n *Node) rejoined() {
 	defer n.wg.Done()
+	n.rewatch()
+	n.reannounceAll()
 	n.reconcile()
 	select {
 	case <-n.stop:
@@ -94,18 +100,13 @@ func (n *Node) reconcile() {
 			if n.minority.Load() {
 				return // cut off again: the next rejoin checks
 			}
-			gctx, gcancel := context.WithTimeout(ctx, 2*time.Second)
-			cur, found, err := n.registryLeaderGet(gctx, id)
-			gcancel()
+			mine, err := n.confirmOwner(ctx, id)
 			if err != nil {
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
-			if !found {
-				break
-			}
 			checked++
-			if cur.Node != "" && cur.Node != n.cfg.NodeName && !n.claiming(id) && n.b.Drop(id) {
+			if !mine && !n.claiming(id) && n.b.Drop(id) {
 				ended++
 				n.sess.reconciled.Add(1)
 			}
@@ -116,42 +117,32 @@ func (n *Node) reconcile() {
 		n.cfg.Name, checked, time.Since(start).Round(time.Millisecond), ended)
 }
 
-// registryLeaderGet reads id's registry entry from the leader of the
-// registry's stream. kv.Get may be answered by this node's own replica,
-// which just after a partition can still be behind what the majority wrote.
-func (n *Node) registryLeaderGet(ctx context.Context, id string) (cur sessionEntry, found bool, err error) {
-	bucket := n.sess.kv.Bucket()
-	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + sessionKey(id)})
-	msg, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+// confirmOwner reports whether id's registry entry names another node; an
+// entry naming this one is confirmed by writing it again at its revision.
+// A read may be answered by this node's own replica, still behind what the
+// majority wrote; the compare-and-set is decided by the stream's leader
+// with a quorum, so it fails on such a stale revision and the entry is read
+// again.
+func (n *Node) confirmOwner(ctx context.Context, id string) (mine bool, err error) {
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	key := sessionKey(id)
+	e, err := n.sess.kv.Get(gctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, nil // nobody claimed it: left as it is
+	}
 	if err != nil {
-		return cur, false, err
+		return false, err
 	}
-	var resp struct {
-		Message *struct {
-			Header []byte `json:"hdrs"`
-			Data   []byte `json:"data"`
-		} `json:"message"`
-		Error *struct {
-			Code        int    `json:"code"`
-			Description string `json:"description"`
-		} `json:"error"`
+	var cur sessionEntry
+	if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &cur) != nil || cur.Node == "" {
+		return true, nil
 	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return cur, false, err
+	if cur.Node != n.cfg.NodeName {
+		return false, nil
 	}
-	switch {
-	case resp.Error != nil && resp.Error.Code == 404:
-		return cur, false, nil
-	case resp.Error != nil:
-		return cur, false, errors.New(resp.Error.Description)
-	case resp.Message == nil:
-		return cur, false, errors.New("cluster: empty answer from the registry")
+	if _, err := n.sess.kv.Update(gctx, key, e.Value(), e.Revision()); err != nil {
+		return false, err
 	}
-	if bytes.Contains(resp.Message.Header, []byte("KV-Operation")) || len(resp.Message.Data) == 0 {
-		return cur, false, nil // deleted or purged
-	}
-	if err := json.Unmarshal(resp.Message.Data, &cur); err != nil {
-		return cur, false, err
-	}
-	return cur, true, nil
+	return true, nil
 }

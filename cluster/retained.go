@@ -91,42 +91,30 @@ func (n *Node) applyRetained(e jetstream.KeyValueEntry) (topic string, ok bool) 
 // local retained messages the cluster does not have (a node's own store may
 // hold what was cleared while it was down), then keeps watching.
 func (n *Node) loadRetained(ctx context.Context) error {
-	w, err := n.watch(ctx, n.retKV)
+	w, err := n.watch(ctx, n.retKV, 0)
 	if err != nil {
 		return err
 	}
 	loaded := make(chan struct{})
+	initial := map[string]bool{}
 	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer func() { _ = w.Stop() }()
-		initial := map[string]bool{}
-		for {
-			select {
-			case <-n.stop:
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if initial != nil {
-						for _, t := range n.b.RetainedTopics() {
-							if !initial[t] {
-								n.b.ApplyRetained(&codec.Packet{Type: codec.PUBLISH, Retain: true, Topic: []byte(t)})
-							}
-						}
-						initial = nil
-						close(loaded)
+	go n.follow(n.retKV, w, n.retainedAgain, func(e jetstream.KeyValueEntry) {
+		if e == nil {
+			if initial != nil {
+				for _, t := range n.b.RetainedTopics() {
+					if !initial[t] {
+						n.b.ApplyRetained(&codec.Packet{Type: codec.PUBLISH, Retain: true, Topic: []byte(t)})
 					}
-					continue
 				}
-				if t, ok := n.applyRetained(e); ok && initial != nil {
-					initial[t] = true
-				}
+				initial = nil
+				close(loaded)
 			}
+			return
 		}
-	}()
+		if t, ok := n.applyRetained(e); ok && initial != nil {
+			initial[t] = true
+		}
+	})
 	select {
 	case <-loaded:
 		return nil

@@ -181,14 +181,27 @@ func (n *Node) write(op kvOp) uint64 {
 // reannounce writes this node's route for filter again when the bucket
 // lost it while the node still holds subscribers for it: a node that the
 // others took for dead (a partition) had its routes deleted by them, and
-// must not stay unreachable once it is heard again. Assumes rmu.
+// must not stay unreachable once it is heard again. Assumes rmu or nothing.
 func (n *Node) reannounce(filter string) {
 	n.imu.Lock()
 	defer n.imu.Unlock()
-	in := n.interest[filter]
-	if in == nil {
-		return // withdrawn by this node itself
+	if in := n.interest[filter]; in != nil { // else withdrawn by this node itself
+		n.reputLocked(filter, in)
 	}
+}
+
+// reannounceAll writes all of this node's routes again (it rejoined the
+// majority: they may have been deleted meanwhile).
+func (n *Node) reannounceAll() {
+	n.imu.Lock()
+	defer n.imu.Unlock()
+	for f, in := range n.interest {
+		n.reputLocked(f, in)
+	}
+}
+
+// reputLocked queues the put of filter's route. Assumes imu.
+func (n *Node) reputLocked(filter string, in *interest) {
 	val := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(filter)), in.token)
 	n.queue(kvOp{key: routeKey(n.cfg.NodeName, filter), val: append(val, filter...)})
 	n.Stats.RoutesRewritten.Add(1) // logged by the liveness goroutine
@@ -358,40 +371,28 @@ func (n *Node) applyRouteLocked(e jetstream.KeyValueEntry) {
 
 // loadRoutes reads the whole bucket, then keeps watching it.
 func (n *Node) loadRoutes(ctx context.Context) error {
-	w, err := n.watch(ctx, n.routes)
+	w, err := n.watch(ctx, n.routes, 0)
 	if err != nil {
 		return err
 	}
 	loaded := make(chan struct{})
+	first := true
 	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer func() { _ = w.Stop() }()
-		first := true
-		for {
-			select {
-			case <-n.stop:
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil { // the end of the initial values
-					if first {
-						first = false
-						close(loaded)
-					}
-					continue
-				}
-				n.rmu.Lock()
-				n.applyRouteLocked(e)
-				n.applied = e.Revision()
-				due := n.dueSyncsLocked()
-				n.rmu.Unlock()
-				n.answerSyncs(due)
+	go n.follow(n.routes, w, n.routesAgain, func(e jetstream.KeyValueEntry) {
+		if e == nil { // the end of the initial values
+			if first {
+				first = false
+				close(loaded)
 			}
+			return
 		}
-	}()
+		n.rmu.Lock()
+		n.applyRouteLocked(e)
+		n.applied = max(n.applied, e.Revision())
+		due := n.dueSyncsLocked()
+		n.rmu.Unlock()
+		n.answerSyncs(due)
+	})
 	select {
 	case <-loaded:
 		return nil
