@@ -132,6 +132,8 @@ type Node struct {
 	joinNano atomic.Int64
 	minority atomic.Bool
 	cutAt    time.Time // rmu
+	// hadMajority: heard a majority since joining (rmu)
+	hadMajority bool
 	// follow: the bucket watches are asked to start again
 	routesAgain, retainedAgain chan struct{}
 	swept                      time.Time // liveness goroutine only

@@ -36,10 +36,14 @@ func (n *Node) quorumLocked() {
 	if minority == n.minority.Load() {
 		return
 	}
-	if minority && time.Since(time.Unix(0, n.joinNano.Load())) < n.cfg.DeadAfter {
+	if minority && !n.hadMajority && time.Since(time.Unix(0, n.joinNano.Load())) < n.cfg.DeadAfter {
 		return // just joined: the peers' heartbeats may be on their way (liveness asks again)
 	}
 	n.minority.Store(minority)
+	if !minority && !n.hadMajority {
+		n.hadMajority = true
+		return // joined: nothing to rejoin
+	}
 	if minority {
 		n.Stats.Minority.Store(1)
 		n.cutAt = time.Now()
