@@ -79,6 +79,10 @@ func testPartition(t *testing.T, reset bool) {
 	// the majority side during the partition.
 	dup1, _ := connectSession(t, min.addr, "twice", true, 600)
 	subscribe(t, dup1, nil, codec.Subscription{Filter: []byte("twice/#"), QoS: 1})
+	// A client with a will on the minority node.
+	cw, _ := connectWith(t, client.Options{Addr: min.addr, ClientID: "cutwill", Version: codec.Version5, CleanStart: true,
+		Will: &client.Message{Topic: []byte("pwill/cut"), Payload: []byte("cut off"), QoS: 1}})
+	subscribe(t, MSub, nil, codec.Subscription{Filter: []byte("pwill/#"), QoS: 1})
 	waitRoute(t, maj, "n3", "part/#")
 	waitRoute(t, min, "n1", "part/#")
 	time.Sleep(300 * time.Millisecond) // the session's snapshot is written asynchronously
@@ -127,12 +131,24 @@ func testPartition(t *testing.T, reset bool) {
 	MPub, _ := connect(t, nodes[1].addr, "maj-pub", codec.Version5)
 	publish(t, MPub, &client.Message{Topic: []byte("part/maj"), Payload: []byte("majority"), QoS: 1})
 	publish(t, MPub, &client.Message{Topic: []byte("part/ret"), Payload: []byte("set while cut"), QoS: 1, Retain: true})
-	if got := MIn.wait(t, 2, 10*time.Second); got[0].payload != "majority" {
-		t.Fatalf("majority subscriber got %+v", got[0])
+	if m := waitTopic(t, MIn, "part/maj", 10*time.Second); m.payload != "majority" {
+		t.Fatalf("majority subscriber got %+v", m)
 	}
-	dup2, _ := connectSession(t, maj.addr, "twice", false, 600)
+	// The majority takes the cut-off node for dead: it publishes the will of
+	// its connected client and takes its persistent session over, which
+	// queues what is published for it there.
+	if m := waitTopic(t, MIn, "pwill/cut", 20*time.Second); m.payload != "cut off" {
+		t.Fatalf("will: %+v", m)
+	}
+	waitFor(t, 20*time.Second, "the session adopted by n1", func() bool { _, ok := maj.b.SessionQueued("twice"); return ok })
+	publish(t, MSub, &client.Message{Topic: []byte("twice/q"), Payload: []byte("queued while cut"), QoS: 1})
+	waitQueued(t, maj, "twice", 1)
+	dup2, dupIn := connectSession(t, maj.addr, "twice", false, 600)
 	if !dup2.Connack().SessionPresent {
-		t.Log("the session resumed on the majority side without its state")
+		t.Fatal("the session resumed on the majority side: session present 0")
+	}
+	if got := dupIn.wait(t, 1, 10*time.Second); got[0].payload != "queued while cut" {
+		t.Fatalf("resumed on the majority: %+v", got[0])
 	}
 	t.Logf("cut for %v", time.Since(cut).Round(time.Millisecond))
 
@@ -193,6 +209,15 @@ func testPartition(t *testing.T, reset bool) {
 	if !slices.Contains(maj.b.SessionIDs(), "twice") {
 		t.Fatal("no session for the client id on n1")
 	}
+	// The will's client was disconnected at the heal too (its session had
+	// ended on the majority), without a second will.
+	if err := waitClosed(t, cw, 10*time.Second); !errors.As(err, &ce) || ce.Code != codec.SessionTakenOver {
+		t.Errorf("the will's client on the minority ended with %v, want DISCONNECT 0x8E", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := countTopic(MIn, "pwill/cut"); n != 1 {
+		t.Fatalf("the will arrived %d times", n)
+	}
 }
 
 // waitTopic waits until in holds a message on topic.
@@ -212,3 +237,13 @@ func waitTopic(t testing.TB, in *inbox, topic string, d time.Duration) got {
 }
 
 func init() { dumpLogs = os.Getenv("MIDGE_TEST_LOGS") != "" }
+
+func countTopic(in *inbox, topic string) int {
+	n := 0
+	for _, g := range in.snapshot() {
+		if g.topic == topic {
+			n++
+		}
+	}
+	return n
+}
