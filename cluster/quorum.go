@@ -54,6 +54,9 @@ func (n *Node) quorumLocked() {
 	n.Stats.Minority.Store(0)
 	n.log.Printf("cluster %s: node %s is in the majority again (%d of %d nodes reachable) after %v cut off",
 		n.cfg.Name, n.cfg.NodeName, reach, n.size, time.Since(n.cutAt).Round(time.Millisecond))
+	if n.closing.Load() {
+		return
+	}
 	n.wg.Add(1)
 	go n.rejoined()
 }
