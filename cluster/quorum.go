@@ -34,16 +34,14 @@ func (n *Node) quorumLocked() {
 	reach := 1 + int(n.Stats.PeersUp.Load())
 	minority := 2*reach <= n.size
 	if minority == n.minority.Load() {
+		n.hadMajority = n.hadMajority || !minority
 		return
 	}
 	if minority && !n.hadMajority && time.Since(time.Unix(0, n.joinNano.Load())) < n.cfg.DeadAfter {
 		return // just joined: the peers' heartbeats may be on their way (liveness asks again)
 	}
 	n.minority.Store(minority)
-	if !minority && !n.hadMajority {
-		n.hadMajority = true
-		return // joined: nothing to rejoin
-	}
+	n.hadMajority = n.hadMajority || !minority
 	if minority {
 		n.Stats.Minority.Store(1)
 		n.cutAt = time.Now()
@@ -64,8 +62,9 @@ func (n *Node) quorumLocked() {
 // rejoined: see the top of this file.
 func (n *Node) rejoined() {
 	defer n.wg.Done()
+	n.reannounceAll() // the writer retries until JetStream takes them
+	n.awaitJetStream()
 	n.rewatch()
-	n.reannounceAll()
 	n.reconcile()
 	select {
 	case <-n.stop:
@@ -81,6 +80,25 @@ func (n *Node) rejoined() {
 		if !p.alive {
 			n.purgeLocked(p)
 			n.adoptDead(p.name)
+		}
+	}
+}
+
+// awaitJetStream waits (10 s at most) until JetStream answers this node
+// again: a watch asked for before may wait out nats.go's 5 s timeout.
+func (n *Node) awaitJetStream() {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := n.js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
