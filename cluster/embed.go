@@ -16,9 +16,6 @@ import (
 // advises against more than 8 MiB.
 const embeddedMaxPayload = 8 << 20
 
-// routePing is how often a NATS route is pinged; two unanswered pings close it.
-const routePing = 2 * time.Second
-
 // embedded starts this node's own nats-server: a route port for the peers, JetStream for the buckets.
 func (n *Node) embedded(ctx context.Context) (*server.Server, error) {
 	host, ps, err := net.SplitHostPort(n.cfg.Listen)
@@ -49,13 +46,7 @@ func (n *Node) embedded(ctx context.Context) (*server.Server, error) {
 		peers = []string{n.cfg.Listen} // a cluster of one for now, others may join
 	}
 	if len(peers) > 0 {
-		opts.Cluster = server.ClusterOpts{Name: n.cfg.Name, Host: host, Port: port,
-			// A route that goes silent without closing (a partition: the
-			// packets are dropped) is closed after a few seconds rather
-			// than NATS's default of minutes: until then its server keeps
-			// sending the silent peer its share of requests and JetStream
-			// traffic, and stalls on the full connection.
-			PingInterval: routePing, MaxPingsOut: 2}
+		opts.Cluster = server.ClusterOpts{Name: n.cfg.Name, Host: host, Port: port}
 		for _, p := range peers {
 			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: p})
 		}
