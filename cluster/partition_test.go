@@ -55,7 +55,16 @@ func refused(t testing.TB, addr, id string, v byte) time.Duration {
 }
 
 // TestClusterPartition cuts one node of three off (its route links go
-// silent, every process stays up), then heals the links.
+// silent, every process stays up), then heals the links, either letting
+// the stalled connections go on (resume) or closing them so that NATS
+// connects again (reconnect). While cut off, the node serves its connected
+// clients, says so (log, $SYS) and refuses new CONNECTs within seconds
+// (v5 0x88, v3 3); the majority goes on, and takes the cut-off node for
+// dead (its client's will, its persistent session with a queue). After the
+// heal, routes, the retained message set meanwhile and sessions converge
+// without a restart (how long is logged), and a client id connected on
+// both sides keeps one connection, the majority's (the other gets v5
+// DISCONNECT 0x8E, session taken over).
 func TestClusterPartition(t *testing.T) {
 	for _, reset := range []bool{false, true} {
 		name := "resume"
@@ -194,6 +203,15 @@ func testPartition(t *testing.T, reset bool) {
 	if got := lateIn.wait(t, 1, 10*time.Second); got[0].payload != "set while cut" || !got[0].retain {
 		t.Fatalf("retained on n3 after the heal: %+v", got[0])
 	}
+	sysPub.Publish(time.Now())
+	waitFor(t, 10*time.Second, "$SYS/broker/cluster/minority 0", func() bool {
+		for _, g := range mIn.snapshot() {
+			if g.topic == "$SYS/broker/cluster/minority" && g.payload == "0" {
+				return true
+			}
+		}
+		return false
+	})
 	t.Logf("converged after the heal (%s): %v", map[bool]string{false: "links resumed", true: "connections reset"}[reset], conv)
 
 	// Messages cross the old partition both ways.
