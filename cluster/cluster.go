@@ -110,6 +110,8 @@ type Node struct {
 	retSeq  uint64
 	retLast map[string]uint64 // topic → last local change's number
 
+	watching sync.Map // bucket → its current KeyWatcher (watch.go)
+
 	recv     assembler
 	recvPkt  codec.Packet
 	recvRes  trie.Result

@@ -43,6 +43,7 @@ func (n *Node) follow(ctx context.Context, kv jetstream.KeyValue, f follower) er
 		defer n.wg.Done()
 		again := false
 		for {
+			n.watching.Store(kv.Bucket(), w)
 			f.begin(again)
 			why := n.followWatch(kv, w, f, again, loaded)
 			_ = w.Stop()
