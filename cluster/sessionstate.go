@@ -117,6 +117,7 @@ func (n *Node) Queued(id string, rec []byte) {
 
 // Ended implements session.SessionCluster.
 func (n *Node) Ended(id string) {
+	n.endedEntry(id) // sessions.go
 	n.queueState(id, stateOp{kind: 'E', subject: n.stateSubject(n.cfg.NodeName, id)})
 }
 
