@@ -307,6 +307,14 @@ func (n *Node) applyRouteLocked(e jetstream.KeyValueEntry) {
 	p := n.peerLocked(node)
 	t := n.b.Subs()
 	old, had := p.routes[e.Key()]
+	if v := e.Value(); had && e.Operation() == jetstream.KeyValuePut && len(v) >= 4 &&
+		binary.BigEndian.Uint32(v) == old.token && string(v[4:]) == old.filter {
+		// The same route again (a watch made again applies the whole
+		// bucket): it stays in the trie, never out for a moment.
+		p.revs[e.Key()] = e.Revision()
+		n.relayRoute(node, old.filter)
+		return
+	}
 	if had {
 		delete(p.routes, e.Key())
 		delete(p.revs, e.Key())
