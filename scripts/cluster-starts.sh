@@ -18,10 +18,11 @@ ok=0 fail=0 times=()
 for run in $(seq 1 "$N"); do
   d=$(mktemp -d)
   chmod 755 "$d" # a broker started as root runs as the mosquitto user once joined
-  ports=()
-  for i in 1 2 3 4 5 6; do # free ports, as the kernel gives them
-    ports+=("$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')")
-  done
+  # six distinct free ports, as the kernel gives them (all held until all are picked)
+  read -r -a ports <<< "$(python3 -c 'import socket
+ss = [socket.socket() for _ in range(6)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')"
   peers="127.0.0.1:${ports[0]} 127.0.0.1:${ports[1]} 127.0.0.1:${ports[2]}"
   pids=()
   for i in 1 2 3; do
