@@ -68,6 +68,7 @@ type Stats struct {
 	RetainedReplicas atomic.Int64 // retained changes applied from the bucket
 	HoldsReceived    atomic.Int64 // times another node asked this one to hold its publishers
 	RelayedMsgs      atomic.Int64 // messages passed on to the node a session moved to (relay.go)
+	WatchRestarts    atomic.Int64 // watches of a bucket made again after they ended or stalled (watch.go)
 }
 
 // Node is this broker's membership in a cluster.
@@ -108,6 +109,8 @@ type Node struct {
 	retMu   sync.Mutex
 	retSeq  uint64
 	retLast map[string]uint64 // topic → last local change's number
+
+	watching sync.Map // bucket → its current KeyWatcher (watch.go)
 
 	recv     assembler
 	recvPkt  codec.Packet
@@ -205,6 +208,9 @@ func (n *Node) Start() error {
 	if err := n.connect(ctx); err != nil {
 		return err
 	}
+	if err := n.awaitMeta(ctx); err != nil {
+		return err
+	}
 	replicas := min(n.clusterSize(), 3)
 	var err error
 	// Routes are soft state, in memory: each node rewrites its own at start.
@@ -294,60 +300,6 @@ func (n *Node) clusterSize() int {
 		seen[a.String()] = true // the node itself, its port 0 resolved
 	}
 	return len(seen)
-}
-
-// bucket binds (making it if needed) one of the cluster's buckets, retrying
-// while JetStream forms (a meta leader, enough servers for the replicas).
-func (n *Node) bucket(ctx context.Context, what string, replicas int, maxValue int32, st jetstream.StorageType) (jetstream.KeyValue, error) {
-	cfg := jetstream.KeyValueConfig{Bucket: "midge-" + n.cfg.Name + "-" + what, Replicas: replicas,
-		Storage: st, History: 1, MaxValueSize: maxValue}
-	last := ""
-	for {
-		// Bound to when it exists, made only when it does not: the nodes
-		// start together, and concurrent updates of a stream still being
-		// placed could time out again and again on a loaded machine.
-		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		kv, err := n.js.KeyValue(tctx, cfg.Bucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			kv, err = n.js.CreateKeyValue(tctx, cfg)
-		}
-		cancel()
-		if err == nil {
-			return kv, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("cluster: bucket %s: %w (is a quorum of cluster_peers up?)", cfg.Bucket, err)
-		}
-		if err.Error() != last {
-			n.log.Printf("cluster %s: waiting for JetStream (bucket %s: %v)", n.cfg.Name, cfg.Bucket, err)
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// watch starts watching a whole bucket, retrying within ctx: on a loaded
-// machine JetStream may not answer within nats.go's own request timeout.
-func (n *Node) watch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
-	last := ""
-	for {
-		w, err := kv.WatchAll(context.Background())
-		if err == nil {
-			return w, nil
-		}
-		if err.Error() != last {
-			n.log.Printf("cluster %s: waiting for JetStream (watching bucket %s: %v)", n.cfg.Name, kv.Bucket(), err)
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: watching bucket %s: %w", kv.Bucket(), err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
 }
 
 // listen subscribes to this node's forwards, to heartbeats and goodbyes,
@@ -495,6 +447,7 @@ func (n *Node) stats() []session.Stat {
 		{Name: "cluster/bytes/received", Help: "Bytes of the NATS messages received from other nodes.", Value: s.ReceivedBytes.Load(), Counter: true},
 		{Name: "cluster/holds/received", Help: "Times another node asked this one to hold its publishers back.", Value: s.HoldsReceived.Load(), Counter: true},
 		{Name: "cluster/messages/relayed", Help: "Messages passed on to the node a session moved to during its takeover.", Value: s.RelayedMsgs.Load(), Counter: true},
+		{Name: "cluster/watch/restarts", Help: "Watches of the cluster's buckets made again after they ended or stalled.", Value: s.WatchRestarts.Load(), Counter: true},
 		{Name: "cluster/retained/replicated", Help: "Retained changes applied from the cluster's bucket.", Value: s.RetainedReplicas.Load(), Counter: true},
 	}
 }

@@ -43,13 +43,6 @@ func clusterConns(ctx context.Context, o options, midge brokerSpec, total int, d
 	logf("one node: %d connections, %.2f KiB/conn, %.0f conn/s", per, one.KiBPerConn, one.ConnectRate)
 
 	nodes, err := startCluster(midge, 3, dir)
-	if err != nil {
-		for _, n := range nodes {
-			_ = n.stop()
-		}
-		logf("cluster did not form, trying again: %v", firstLine(err))
-		nodes, err = startCluster(midge, 3, dir)
-	}
 	for _, n := range nodes {
 		defer n.stop()
 	}
