@@ -19,6 +19,29 @@ type clusterNode interface {
 	Close() error
 }
 
+// clusterStore is the embedded NATS server's JetStream directory ("" with
+// an external NATS or no cluster); name is the node's.
+func clusterStore(cfg *config.Config, name string) string {
+	c := cfg.Cluster
+	if !c.Enabled() || c.NATSURL != "" {
+		return ""
+	}
+	if c.Store != "" {
+		return c.Store
+	}
+	return filepath.Join(cfg.PersistenceLocation, "midge-cluster-"+name)
+}
+
+// clusterStoreOf is clusterStore for the node name the cluster keys give
+// (the host name by default).
+func clusterStoreOf(cfg *config.Config) string {
+	name := cfg.Cluster.NodeName
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return clusterStore(cfg, name)
+}
+
 // newClusterNode makes this broker's cluster membership from the cluster_*
 // keys. JetStream's store defaults to a directory inside
 // persistence_location named after the node.
@@ -32,10 +55,6 @@ func newClusterNode(cfg *config.Config, broker *session.Broker, logger *log.Logg
 		}
 		name = h
 	}
-	dir := c.Store
-	if dir == "" && c.NATSURL == "" {
-		dir = filepath.Join(cfg.PersistenceLocation, "midge-cluster-"+name)
-	}
 	return cluster.New(broker, cluster.Config{Name: c.Name, NodeName: name, Listen: c.Listen, Peers: c.Peers,
-		StoreDir: dir, NATSURL: c.NATSURL, Logger: logger})
+		StoreDir: clusterStore(cfg, name), NATSURL: c.NATSURL, Logger: logger})
 }

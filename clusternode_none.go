@@ -21,3 +21,6 @@ type clusterNode interface {
 func newClusterNode(cfg *config.Config, _ *session.Broker, _ *log.Logger) (clusterNode, error) {
 	return nil, fmt.Errorf("%s: cluster keys: this midge was built without the cluster (-tags nocluster)", cfg.Cluster.Pos)
 }
+
+// clusterStoreOf: no cluster, no cluster store.
+func clusterStoreOf(*config.Config) string { return "" }

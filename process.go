@@ -28,7 +28,7 @@ func writePidFile(path string) error {
 // (the default) falls back to "nobody" when there is no such user; "root"
 // stays root; another user that does not exist is an error. The store
 // directory, opened as root, is handed to the user so that it can go on
-// writing it.
+// writing it, as is the cluster's JetStream directory.
 func dropPrivileges(cfg *config.Config, logger *log.Logger) error {
 	if os.Geteuid() != 0 || cfg.User == "root" {
 		return nil
@@ -61,6 +61,18 @@ func dropPrivileges(cfg *config.Config, logger *log.Logger) error {
 			if err := chownTree(p, uid, gid); err != nil {
 				return fmt.Errorf("user %s: handing over the store: %w", name, err)
 			}
+		}
+	}
+	if dir := clusterStoreOf(cfg); dir != "" {
+		// The embedded NATS server has made JetStream's files as root while
+		// the node joined; it goes on writing them as the user (files it
+		// already has open stay open).
+		abs, _ := filepath.Abs(dir)
+		if !mayAccess(filepath.Dir(abs), uid, gid, 0o1) {
+			return fmt.Errorf("user %s cannot reach the cluster store in %s: make it theirs, or set `user root`", name, filepath.Dir(abs))
+		}
+		if err := chownTree(abs, uid, gid); err != nil {
+			return fmt.Errorf("user %s: handing over the cluster store: %w", name, err)
 		}
 	}
 	if profileDir != "" { // pkg/profile writes the heap profile there at stop

@@ -371,6 +371,11 @@ func (br *Bridge) serve(rc *client.Client) error {
 		rc.Close()
 		return err
 	}
+	// What the remote acknowledged while the local side was offline is
+	// acknowledged now, before the local session resends it.
+	for _, o := range br.sent.owedAcks() {
+		br.sent.localAcked(o.id, o.qos, br.local.ack(o.id, o.qos))
+	}
 	if err := br.subscribeRemote(rc); err != nil {
 		rc.Close()
 		return err

@@ -314,8 +314,9 @@ func (l *local) settleLocked() {
 
 // ack answers the broker for a message it sent the bridge: PUBACK for QoS 1,
 // PUBREC for QoS 2 (its PUBREL is answered by drain), once the remote has
-// taken it. It reports whether the broker has it (false: the local side is
-// offline, and the session will send the message again).
+// taken it. It reports whether the broker took it (false: the local side is
+// offline, or the broker refused the ack and closed it; the session sends
+// the message again when it is next online, unless it was refused).
 func (l *local) ack(id uint16, qos byte) bool {
 	if qos == 0 {
 		return true

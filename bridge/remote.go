@@ -20,8 +20,10 @@ import (
 )
 
 // newRemote makes the client of the remote broker for one connection
-// attempt. A client is made per connection: what was in flight to the
-// remote is resent by the local session, which still holds it.
+// attempt. A client is made per connection and takes the last one's session
+// (TakeSession): what was in flight to the remote is resent by it, under its
+// ids; the local session's copies of those messages are not forwarded
+// (sentTable).
 func (br *Bridge) newRemote(addr string) *client.Client {
 	c := br.cfg
 	o := client.Options{Addr: addr, Version: br.version, ClientID: c.RemoteClientID,
@@ -346,7 +348,8 @@ func (f *forwarder) forward(p *codec.Packet) {
 	if localQoS > 0 {
 		if skip, owedQoS := br.sent.skip(id, p.Dup); skip {
 			// In flight: resent by the remote client itself, under its id.
-			// Otherwise the remote has it: only the local ack is due.
+			// Otherwise the remote has it: a stale copy, or one whose local
+			// ack is owed (given now).
 			if owedQoS > 0 {
 				br.ackLocal(id, owedQoS)
 			}
@@ -407,7 +410,7 @@ func (f *forwarder) forward(p *codec.Packet) {
 		var ae *client.AckError
 		switch {
 		case err != nil && !errors.As(err, &ae):
-			br.sent.notTaken(id) // given up (Stop): the local session keeps it
+			br.sent.notTaken(id) // ErrSessionCleared: the local session sends it again
 		case acked.CompareAndSwap(false, true):
 			br.ackLocal(id, localQoS) // a refusal is final too: resending would not change it
 		}

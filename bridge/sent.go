@@ -73,9 +73,9 @@ func (t *sentTable) sending(id uint16) {
 	t.mu.Unlock()
 }
 
-// notTaken forgets id: the remote client did not take the message, or gave
-// up on it without an answer (the bridge stopped), so the local session's
-// resend of it is forwarded.
+// notTaken forgets id: the remote client did not take the message, or
+// dropped it (client.ErrSessionCleared: a clean start on the remote), so the
+// local session's resend of it is forwarded.
 func (t *sentTable) notTaken(id uint16) {
 	t.mu.Lock()
 	delete(t.m, id)
@@ -101,6 +101,27 @@ func (t *sentTable) localAcked(id uint16, qos byte, reached bool) {
 	} else {
 		t.m[id] = sentState{phase: owed, qos: qos}
 	}
+}
+
+// owedAcks takes the acknowledgements owed to the local session, to give
+// as soon as it is online again (before it resends those messages), and
+// marks them being given.
+func (t *sentTable) owedAcks() []owedAck {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []owedAck
+	for id, s := range t.m {
+		if s.phase == owed {
+			out = append(out, owedAck{id: id, qos: s.qos})
+			t.m[id] = sentState{phase: acking}
+		}
+	}
+	return out
+}
+
+type owedAck struct {
+	id  uint16
+	qos byte
 }
 
 // localConnect starts a new local connection: copies drained from the last

@@ -73,6 +73,7 @@ type Stats struct {
 	RelayedMsgs      atomic.Int64 // messages passed on to the node a session moved to (relay.go)
 	Minority         atomic.Int64 // 1 while this node hears fewer than half of the others (quorum.go)
 	RoutesRewritten  atomic.Int64 // own routes written again after another node deleted them
+	WatchRestarts    atomic.Int64 // watches of a bucket made again after they ended or stalled (watch.go)
 }
 
 // Node is this broker's membership in a cluster.
@@ -116,6 +117,8 @@ type Node struct {
 	retSeq  uint64
 	retLast map[string]uint64 // topic → last local change's number
 
+	watching sync.Map // bucket → its current KeyWatcher (watch.go)
+
 	recv     assembler
 	recvPkt  codec.Packet
 	recvRes  trie.Result
@@ -134,9 +137,7 @@ type Node struct {
 	cutAt    time.Time // rmu
 	// hadMajority: heard a majority since joining (rmu)
 	hadMajority bool
-	// follow: the bucket watches are asked to start again
-	routesAgain, retainedAgain chan struct{}
-	swept                      time.Time // liveness goroutine only
+	swept       time.Time // liveness goroutine only
 
 	// Back-pressure across nodes (holdback.go): where other nodes ask this
 	// one to hold its publishers, and the senders as the receive goroutine
@@ -199,7 +200,7 @@ func New(b *session.Broker, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, b: b, log: cfg.Logger, interest: map[string]*interest{}, tokens: map[uint32]string{},
 		opsReady: make(chan struct{}, 1), peers: map[string]*peer{}, own: map[string]uint64{}, ownFilter: map[string]string{},
 		retLast: map[string]uint64{}, stop: make(chan struct{}), prefix: "midge." + cfg.Name + ".",
-		incarn: binary.BigEndian.Uint64(seed[:]), routesAgain: make(chan struct{}, 1), retainedAgain: make(chan struct{}, 1)}
+		incarn: binary.BigEndian.Uint64(seed[:])}
 	n.isLocal = func(s trie.Subscriber) bool { _, remote := s.(*peer); return !remote }
 	n.holdSub = n.holdSubject()
 	n.backs = map[string]*holdback{}
@@ -221,6 +222,9 @@ func (n *Node) Start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.JoinTimeout)
 	defer cancel()
 	if err := n.connect(ctx); err != nil {
+		return err
+	}
+	if err := n.awaitMeta(ctx); err != nil {
 		return err
 	}
 	replicas := min(n.clusterSize(), 3)
@@ -317,123 +321,6 @@ func (n *Node) clusterSize() int {
 		seen[a.String()] = true // the node itself, its port 0 resolved
 	}
 	return len(seen)
-}
-
-// bucket binds (making it if needed) one of the cluster's buckets, retrying
-// while JetStream forms (a meta leader, enough servers for the replicas).
-func (n *Node) bucket(ctx context.Context, what string, replicas int, maxValue int32, st jetstream.StorageType) (jetstream.KeyValue, error) {
-	cfg := jetstream.KeyValueConfig{Bucket: "midge-" + n.cfg.Name + "-" + what, Replicas: replicas,
-		Storage: st, History: 1, MaxValueSize: maxValue}
-	last := ""
-	for {
-		// Bound to when it exists, made only when it does not: the nodes
-		// start together, and concurrent updates of a stream still being
-		// placed could time out again and again on a loaded machine.
-		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		kv, err := n.js.KeyValue(tctx, cfg.Bucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			kv, err = n.js.CreateKeyValue(tctx, cfg)
-		}
-		cancel()
-		if err == nil {
-			return kv, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("cluster: bucket %s: %w (is a quorum of cluster_peers up?)", cfg.Bucket, err)
-		}
-		if err.Error() != last {
-			n.log.Printf("cluster %s: waiting for JetStream (bucket %s: %v)", n.cfg.Name, cfg.Bucket, err)
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// watch starts watching a whole bucket (from revision from, 0: its
-// current values), retrying within ctx: on a loaded machine JetStream may
-// not answer within nats.go's own request timeout.
-func (n *Node) watch(ctx context.Context, kv jetstream.KeyValue, from uint64) (jetstream.KeyWatcher, error) {
-	last := ""
-	var opts []jetstream.WatchOpt
-	if from > 0 {
-		opts = append(opts, jetstream.ResumeFromRevision(from))
-	}
-	for {
-		w, err := kv.WatchAll(context.Background(), opts...)
-		if err == nil {
-			return w, nil
-		}
-		if err.Error() != last {
-			n.log.Printf("cluster %s: waiting for JetStream (watching bucket %s: %v)", n.cfg.Name, kv.Bucket(), err)
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: watching bucket %s: %w", kv.Bucket(), err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// follow applies a bucket's entries as its watch w delivers them (nil: the
-// end of the values there were when a watch started) until the node
-// stops. When asked (rewatch) or when the watch ends, it watches again
-// from the revision after the last one applied: a watch's consumer lives on
-// one server, and after a partition nats.go may take tens of seconds to
-// notice that it is silent and make another.
-func (n *Node) follow(kv jetstream.KeyValue, w jetstream.KeyWatcher, rewatch <-chan struct{}, apply func(jetstream.KeyValueEntry)) {
-	defer n.wg.Done()
-	var last uint64
-	for {
-		again := false
-		for !again {
-			select {
-			case <-n.stop:
-				_ = w.Stop()
-				return
-			case <-rewatch:
-				again = true
-			case e, ok := <-w.Updates():
-				if !ok {
-					again = true
-					break
-				}
-				if e != nil {
-					last = e.Revision()
-				}
-				apply(e)
-			}
-		}
-		_ = w.Stop()
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-n.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		var err error
-		w, err = n.watch(ctx, kv, last+1)
-		cancel()
-		if err != nil {
-			return // stopping
-		}
-	}
-}
-
-// rewatch asks the bucket watches to start again (a peer went down, or this
-// node rejoined the majority: see follow).
-func (n *Node) rewatch() {
-	for _, c := range []chan struct{}{n.routesAgain, n.retainedAgain} {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // listen subscribes to this node's forwards, to heartbeats and goodbyes,
@@ -583,6 +470,7 @@ func (n *Node) stats() []session.Stat {
 		{Name: "cluster/bytes/received", Help: "Bytes of the NATS messages received from other nodes.", Value: s.ReceivedBytes.Load(), Counter: true},
 		{Name: "cluster/holds/received", Help: "Times another node asked this one to hold its publishers back.", Value: s.HoldsReceived.Load(), Counter: true},
 		{Name: "cluster/messages/relayed", Help: "Messages passed on to the node a session moved to during its takeover.", Value: s.RelayedMsgs.Load(), Counter: true},
+		{Name: "cluster/watch/restarts", Help: "Watches of the cluster's buckets made again after they ended or stalled.", Value: s.WatchRestarts.Load(), Counter: true},
 		{Name: "cluster/retained/replicated", Help: "Retained changes applied from the cluster's bucket.", Value: s.RetainedReplicas.Load(), Counter: true},
 	}
 }

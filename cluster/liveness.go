@@ -93,9 +93,6 @@ func (n *Node) liveness() {
 		// Judged once all the silent ones are down: a node cut off judges
 		// nobody (quorum.go).
 		n.quorumLocked()
-		if len(gone) > 0 && !n.minority.Load() {
-			n.rewatch() // a watch's consumer may have been on a node gone silent
-		}
 		if len(gone) > 0 && n.lowestAliveLocked() && !n.minority.Load() {
 			for _, p := range gone {
 				n.purgeLocked(p)

@@ -20,8 +20,8 @@ import (
 //     (the majority adopted them, or their client connected there) end
 //     here, their clients disconnected (v5 0x8E) without a will: one
 //     session per client id again, the majority's (reconcile);
-//   - its routes that the majority deleted meanwhile are written again as
-//     its watch of the bucket sees the deletes (routes.go: reannounce);
+//   - its routes, which the majority deleted meanwhile, are written again
+//     (routes.go: reannounceAll; reannounce when its watch sees a delete);
 //   - nodes still silent after DeadAfter are judged dead now (their
 //     sessions adopted), as they would have been had it kept a quorum.
 
@@ -63,8 +63,6 @@ func (n *Node) quorumLocked() {
 func (n *Node) rejoined() {
 	defer n.wg.Done()
 	n.reannounceAll() // the writer retries until JetStream takes them
-	n.awaitJetStream()
-	n.rewatch()
 	n.reconcile()
 	select {
 	case <-n.stop:
@@ -80,25 +78,6 @@ func (n *Node) rejoined() {
 		if !p.alive {
 			n.purgeLocked(p)
 			n.adoptDead(p.name)
-		}
-	}
-}
-
-// awaitJetStream waits (10 s at most) until JetStream answers this node
-// again: a watch asked for before may wait out nats.go's 5 s timeout.
-func (n *Node) awaitJetStream() {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := n.js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		select {
-		case <-n.stop:
-			return
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

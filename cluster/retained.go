@@ -89,36 +89,28 @@ func (n *Node) applyRetained(e jetstream.KeyValueEntry) (topic string, ok bool) 
 
 // loadRetained reads the whole bucket into the retained store, drops the
 // local retained messages the cluster does not have (a node's own store may
-// hold what was cleared while it was down), then keeps watching.
+// hold what was cleared while it was down), then keeps following it
+// (watch.go; a new watch after a lost one applies the bucket again, clears
+// included, but drops nothing: a local change may not be written yet).
 func (n *Node) loadRetained(ctx context.Context) error {
-	w, err := n.watch(ctx, n.retKV, 0)
-	if err != nil {
-		return err
-	}
-	loaded := make(chan struct{})
 	initial := map[string]bool{}
-	n.wg.Add(1)
-	go n.follow(n.retKV, w, n.retainedAgain, func(e jetstream.KeyValueEntry) {
-		if e == nil {
-			if initial != nil {
-				for _, t := range n.b.RetainedTopics() {
-					if !initial[t] {
-						n.b.ApplyRetained(&codec.Packet{Type: codec.PUBLISH, Retain: true, Topic: []byte(t)})
-					}
-				}
-				initial = nil
-				close(loaded)
+	return n.follow(ctx, n.retKV, follower{what: "retained",
+		begin: func(bool) {},
+		apply: func(e jetstream.KeyValueEntry) {
+			if t, ok := n.applyRetained(e); ok && initial != nil {
+				initial[t] = true
 			}
-			return
-		}
-		if t, ok := n.applyRetained(e); ok && initial != nil {
-			initial[t] = true
-		}
+		},
+		ready: func(again bool) {
+			if again || initial == nil {
+				return
+			}
+			for _, t := range n.b.RetainedTopics() {
+				if !initial[t] {
+					n.b.ApplyRetained(&codec.Packet{Type: codec.PUBLISH, Retain: true, Topic: []byte(t)})
+				}
+			}
+			initial = nil
+		},
 	})
-	select {
-	case <-loaded:
-		return nil
-	case <-ctx.Done():
-		return errClosed
-	}
 }

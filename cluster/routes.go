@@ -346,6 +346,14 @@ func (n *Node) applyRouteLocked(e jetstream.KeyValueEntry) {
 	p := n.peerLocked(node)
 	t := n.b.Subs()
 	old, had := p.routes[e.Key()]
+	if v := e.Value(); had && e.Operation() == jetstream.KeyValuePut && len(v) >= 4 &&
+		binary.BigEndian.Uint32(v) == old.token && string(v[4:]) == old.filter {
+		// The same route again (a watch made again applies the whole
+		// bucket): it stays in the trie, never out for a moment.
+		p.revs[e.Key()] = e.Revision()
+		n.relayRoute(node, old.filter)
+		return
+	}
 	if had {
 		delete(p.routes, e.Key())
 		delete(p.revs, e.Key())
@@ -369,34 +377,60 @@ func (n *Node) applyRouteLocked(e jetstream.KeyValueEntry) {
 	n.relayRoute(node, r.filter) // relay.go
 }
 
-// loadRoutes reads the whole bucket, then keeps watching it.
+// loadRoutes reads the whole bucket, then keeps following it (watch.go).
+// After a watch had to be made again, the routes the new one did not
+// deliver are gone from the bucket: they leave the tries.
 func (n *Node) loadRoutes(ctx context.Context) error {
-	w, err := n.watch(ctx, n.routes, 0)
-	if err != nil {
-		return err
-	}
-	loaded := make(chan struct{})
-	first := true
-	n.wg.Add(1)
-	go n.follow(n.routes, w, n.routesAgain, func(e jetstream.KeyValueEntry) {
-		if e == nil { // the end of the initial values
-			if first {
-				first = false
-				close(loaded)
+	var seen map[string]bool
+	return n.follow(ctx, n.routes, follower{what: "routes",
+		begin: func(again bool) {
+			n.rmu.Lock()
+			seen = nil
+			if again {
+				seen = map[string]bool{}
 			}
-			return
-		}
-		n.rmu.Lock()
-		n.applyRouteLocked(e)
-		n.applied = max(n.applied, e.Revision())
-		due := n.dueSyncsLocked()
-		n.rmu.Unlock()
-		n.answerSyncs(due)
+			n.rmu.Unlock()
+		},
+		apply: func(e jetstream.KeyValueEntry) {
+			n.rmu.Lock()
+			if seen != nil {
+				seen[e.Key()] = true
+			}
+			n.applyRouteLocked(e)
+			n.applied = max(n.applied, e.Revision())
+			due := n.dueSyncsLocked()
+			n.rmu.Unlock()
+			n.answerSyncs(due)
+		},
+		ready: func(again bool) {
+			if !again {
+				return
+			}
+			n.rmu.Lock()
+			defer n.rmu.Unlock()
+			t := n.b.Subs()
+			for k := range n.own {
+				if !seen[k] {
+					delete(n.own, k)
+					if f, ok := n.ownFilter[k]; ok {
+						delete(n.ownFilter, k)
+						n.reannounce(f) // deleted by another node while the watch was down
+					}
+				}
+			}
+			for _, p := range n.peers {
+				for k, r := range p.routes {
+					if seen[k] {
+						continue
+					}
+					delete(p.routes, k)
+					delete(p.revs, k)
+					if p.alive && t.Unsubscribe(p, r.filter) {
+						n.Stats.Routes.Add(-1)
+					}
+				}
+			}
+			seen = nil
+		},
 	})
-	select {
-	case <-loaded:
-		return nil
-	case <-ctx.Done():
-		return errClosed
-	}
 }

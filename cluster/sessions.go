@@ -38,7 +38,9 @@ import (
 // sessions is a node's part in the registry.
 type sessions struct {
 	kv           jetstream.KeyValue
+	stream       jetstream.Stream // the bucket's stream: entries are purged from it
 	claims       claims
+	revs         entryRevs
 	takeovers    atomic.Int64 // sessions taken over from another node
 	claimsFailed atomic.Int64 // CONNECTs refused: the registry did not answer in time
 	reconciled   atomic.Int64 // sessions ended here after a partition: another node's now (quorum.go)
@@ -73,6 +75,28 @@ type claims struct {
 	m  map[string]time.Time
 }
 
+// entryRevs are the registry revisions this node wrote: of the claims whose
+// session has not opened yet, and of the sessions open here. When a session
+// ends here (a clean session's connection ends, a session expires), its
+// entry is purged from the bucket up to the revision its claim wrote: an
+// entry written since by a newer owner (another node, or a new connection
+// here) has a higher revision and stays. Purged, not deleted: a delete
+// leaves a marker per client id for good, and the bucket would grow with
+// every client id ever seen.
+type entryRevs struct {
+	mu      sync.Mutex
+	claimed map[string]uint64
+	open    map[string]uint64
+	purge   []purgeOp
+	ready   chan struct{}
+	purged  atomic.Int64
+}
+
+type purgeOp struct {
+	key string
+	rev uint64
+}
+
 // claimHold bounds how long a claim makes a handover wait (a CONNECT whose
 // connection died before it was handled again never calls Opened).
 const claimHold = 5 * time.Second
@@ -89,6 +113,18 @@ func (n *Node) startSessions(ctx context.Context, replicas int) error {
 		return err
 	}
 	n.sess.claims.m = map[string]time.Time{}
+	if err := n.retryJS(ctx, "the registry's stream", func(actx context.Context) error {
+		var err error
+		n.sess.stream, err = n.js.Stream(actx, "KV_"+n.sess.kv.Bucket())
+		return err
+	}); err != nil {
+		return err
+	}
+	n.sess.revs.claimed = map[string]uint64{}
+	n.sess.revs.open = map[string]uint64{}
+	n.sess.revs.ready = make(chan struct{}, 1)
+	n.wg.Add(1)
+	go n.purgeLoop()
 	s, err := n.nc.Subscribe(n.prefix+"take."+n.cfg.NodeName, n.takeRequest)
 	if err != nil {
 		return err
@@ -101,6 +137,7 @@ func (n *Node) startSessions(ctx context.Context, replicas int) error {
 	n.b.AddStats(func() []session.Stat {
 		return []session.Stat{
 			{Name: "cluster/sessions/taken-over", Help: "Sessions taken over from another node.", Value: n.sess.takeovers.Load(), Counter: true},
+			{Name: "cluster/sessions/entries-removed", Help: "Registry entries removed as their sessions ended here.", Value: n.sess.revs.purged.Load(), Counter: true},
 			{Name: "cluster/sessions/claims-failed", Help: "CONNECTs refused because the session registry did not answer in time.", Value: n.sess.claimsFailed.Load(), Counter: true},
 			{Name: "cluster/sessions/ended-after-partition", Help: "Sessions ended here after a partition because the registry gave them to another node meanwhile.", Value: n.sess.reconciled.Load(), Counter: true},
 		}
@@ -117,10 +154,78 @@ func (n *Node) Claim(id string, cleanStart bool, expiry uint32, done func(code b
 }
 
 // Opened implements session.SessionCluster.
-func (n *Node) Opened(id string) {
+func (n *Node) Opened(id string, open bool) {
 	n.sess.claims.mu.Lock()
 	delete(n.sess.claims.m, id)
 	n.sess.claims.mu.Unlock()
+	if !open {
+		return // parked again (the claim stays), or refused
+	}
+	r := &n.sess.revs
+	r.mu.Lock()
+	if rev, ok := r.claimed[id]; ok {
+		delete(r.claimed, id)
+		r.open[id] = rev
+	}
+	r.mu.Unlock()
+}
+
+// endedEntry queues the purge of the registry entry of id's session, which
+// ended here. Called under the session's lock: it only queues.
+func (n *Node) endedEntry(id string) {
+	r := &n.sess.revs
+	r.mu.Lock()
+	rev, ok := r.open[id]
+	if ok {
+		delete(r.open, id)
+		r.purge = append(r.purge, purgeOp{key: sessionKey(id), rev: rev})
+	}
+	r.mu.Unlock()
+	if ok {
+		select {
+		case r.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// purgeLoop purges the registry entries of sessions that ended here, each
+// only up to the revision this node wrote.
+func (n *Node) purgeLoop() {
+	defer n.wg.Done()
+	r := &n.sess.revs
+	subject := "$KV." + n.sess.kv.Bucket() + "."
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-r.ready:
+		}
+		r.mu.Lock()
+		ops := r.purge
+		r.purge = nil
+		r.mu.Unlock()
+		for _, op := range ops {
+			var err error
+			for attempt := 0; attempt < 5; attempt++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				err = n.sess.stream.Purge(ctx, jetstream.WithPurgeSubject(subject+op.key), jetstream.WithPurgeSequence(op.rev+1))
+				cancel()
+				if err == nil {
+					r.purged.Add(1)
+					break
+				}
+				select {
+				case <-n.stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			if err != nil {
+				n.log.Printf("cluster %s: removing an ended session's registry entry: %v", n.cfg.Name, err)
+			}
+		}
+	}
 }
 
 func (n *Node) claiming(id string) bool {
@@ -209,15 +314,19 @@ func (n *Node) claim(id string, cleanStart bool, expiry uint32) byte {
 			}
 			n.sess.takeovers.Add(1)
 		}
+		var wrote uint64
 		if rev == 0 {
-			_, err = n.sess.kv.Create(actx, key, val)
+			wrote, err = n.sess.kv.Create(actx, key, val)
 		} else {
-			_, err = n.sess.kv.Update(actx, key, val, rev)
+			wrote, err = n.sess.kv.Update(actx, key, val, rev)
 		}
 		if err != nil {
 			lastErr = err
 			continue
 		}
+		n.sess.revs.mu.Lock()
+		n.sess.revs.claimed[id] = wrote
+		n.sess.revs.mu.Unlock()
 		break
 	}
 	n.relayBack(id) // relay.go: it left this node earlier
@@ -253,6 +362,10 @@ func (n *Node) takeRequest(msg *nats.Msg) {
 		_ = msg.Respond([]byte{takeBusy})
 		return
 	}
+	// The taker writes the entry over: the session ending here leaves it.
+	n.sess.revs.mu.Lock()
+	delete(n.sess.revs.open, id)
+	n.sess.revs.mu.Unlock()
 	var m *moved
 	if resume {
 		m = n.relayStart(id, node) // before the handover: nothing between is lost

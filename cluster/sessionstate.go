@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,19 +66,11 @@ func (n *Node) stateSubject(node, id string) string {
 func (n *Node) startState(ctx context.Context, replicas int) error {
 	cfg := jetstream.StreamConfig{Name: "midge-" + n.cfg.Name + "-state", Subjects: []string{n.prefix + "s.>"},
 		Storage: jetstream.FileStorage, Replicas: replicas, MaxMsgSize: int32(n.max)}
-	for {
-		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := n.js.CreateOrUpdateStream(tctx, cfg)
-		cancel()
-		if err == nil {
-			n.state.stream = st
-			break
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("cluster: stream %s: %w", cfg.Name, err)
-		}
-		time.Sleep(250 * time.Millisecond)
+	st, err := n.stream(ctx, cfg)
+	if err != nil {
+		return err
 	}
+	n.state.stream = st
 	n.state.ready = make(chan struct{}, 1)
 	n.state.held = map[string]bool{}
 	n.adopt(ctx, n.cfg.NodeName)
@@ -126,6 +117,7 @@ func (n *Node) Queued(id string, rec []byte) {
 
 // Ended implements session.SessionCluster.
 func (n *Node) Ended(id string) {
+	n.endedEntry(id) // sessions.go
 	n.queueState(id, stateOp{kind: 'E', subject: n.stateSubject(n.cfg.NodeName, id)})
 }
 

@@ -77,13 +77,6 @@ func queueOnce(ctx context.Context, o options, midge brokerSpec, cross bool, dir
 		return bench.Run(ctx, c)
 	}
 	nodes, err := startCluster(midge, 3, dir)
-	if err != nil {
-		for _, n := range nodes {
-			_ = n.stop()
-		}
-		logf("cluster did not form, trying again: %v", firstLine(err))
-		nodes, err = startCluster(midge, 3, dir)
-	}
 	for _, n := range nodes {
 		defer n.stop()
 	}

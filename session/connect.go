@@ -262,7 +262,7 @@ func (c *Client) handleConnect(p *codec.Packet, out *Output) error {
 			b.logf("Client %s from %s: the cluster could not take its session (reason %#x).", id, c.t.RemoteAddr(), code)
 			return refuse(codec.ConnRefusedServerUnavailable, code, "cluster session registry unavailable")
 		}
-		defer b.sessions.Opened(id)
+		defer func() { b.sessions.Opened(id, c.connected) }()
 	}
 	if cp.WillFlag {
 		if c.pol.Auth != nil {

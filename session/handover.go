@@ -25,8 +25,9 @@ type SessionCluster interface {
 	// expiry is the session expiry the client asked for.
 	Claim(id string, cleanStart bool, expiry uint32, done func(code byte))
 	// Opened tells the cluster that the CONNECT that claimed id has opened
-	// its session here (or failed): a handover asked for meanwhile may go.
-	Opened(id string)
+	// its session here (open) or has not (failed, or parked again): a
+	// handover asked for meanwhile may go.
+	Opened(id string, open bool)
 
 	// The following keep what must survive this node's death replicated.
 	// They are called under the session's lock, in the order the changes

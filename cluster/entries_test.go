@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/midge-mqtt/midge/codec"
+)
+
+// TestClusterSessionEntries: the registry keeps no entry of a clean session
+// whose connection ended (the bucket does not grow with clean clients
+// coming and going), and never removes the entry of a newer owner: a client
+// that moves to another node, or connects again on the same one, keeps its
+// entry; so does a persistent session that went offline.
+func TestClusterSessionEntries(t *testing.T) {
+	nodes := startCluster(t, 3)
+	n1 := nodes[0].node
+	entries := func() uint64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		info, err := n1.sess.stream.Info(ctx)
+		if err != nil {
+			t.Fatalf("registry stream: %v", err)
+		}
+		return info.State.Msgs
+	}
+	owner := func(id string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e, err := n1.sess.kv.Get(ctx, sessionKey(id))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return ""
+		}
+		if err != nil {
+			t.Fatalf("registry entry of %s: %v", id, err)
+		}
+		var se sessionEntry
+		_ = json.Unmarshal(e.Value(), &se)
+		return se.Node
+	}
+	waitEntries := func(want uint64) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			got := entries()
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("registry holds %d entries, want %d", got, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// Clean clients come and go on every node, three rounds of 60: the
+	// registry goes back to empty each time.
+	for round := range 3 {
+		for i := range 60 {
+			c, _ := connect(t, nodes[i%3].addr, fmt.Sprintf("clean-%d-%d", round, i), codec.Version5)
+			if i%2 == 0 {
+				_ = c.Disconnect(codec.Success, nil)
+			} else {
+				_ = c.Close() // the connection drops without DISCONNECT
+			}
+		}
+		waitEntries(0)
+	}
+
+	// A persistent session offline keeps its entry.
+	p, _ := connectSession(t, nodes[1].addr, "persistent", true, 3600)
+	_ = p.Disconnect(codec.Success, nil)
+
+	// Moves: a clean client connected on n1 connects clean on n2 (taken
+	// over), then again on n2 (taken over locally), then its first
+	// connection's node sees nothing more of it; another leaves n1 and
+	// comes back on n3 at once.
+	a1, _ := connect(t, nodes[0].addr, "mover", codec.Version5)
+	connect(t, nodes[1].addr, "mover", codec.Version5)
+	waitClosed(t, a1, 10*time.Second)
+	connect(t, nodes[1].addr, "mover", codec.Version5)
+	b1, _ := connect(t, nodes[0].addr, "hopper", codec.Version5)
+	_ = b1.Close()
+	connect(t, nodes[2].addr, "hopper", codec.Version5)
+	time.Sleep(time.Second) // any purge of the old entries is done by now
+	waitEntries(3)
+	for id, want := range map[string]string{"mover": "n2", "hopper": "n3", "persistent": "n2"} {
+		if got := owner(id); got != want {
+			t.Errorf("registry: %s owned by %q, want %q", id, got, want)
+		}
+	}
+}
