@@ -98,15 +98,24 @@ func startClusterWith(t testing.TB, n int, opts func(*session.Options)) []*testN
 // test can cut a node off while every process stays up.
 func startClusterLinked(t testing.TB, n int, opts func(*session.Options)) ([]*testNode, links) {
 	t.Helper()
-	routes := freePorts(t, n)
+	// The proxies listen first: a port freePorts hands out is free until a
+	// node takes it, and must not go to a proxy meanwhile.
 	l := make(links, n)
+	for i := range l {
+		l[i] = make([]*proxy, n)
+		for j := range n {
+			if j != i {
+				l[i][j] = newProxy(t)
+			}
+		}
+	}
+	routes := freePorts(t, n)
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		l[i] = make([]*proxy, n)
 		peers := []string{routes[i]}
 		for j := range n {
 			if j != i {
-				l[i][j] = newProxy(t, routes[j])
+				l[i][j].setTarget(routes[j]) // before any node dials it
 				peers = append(peers, l[i][j].addr())
 			}
 		}

@@ -23,12 +23,13 @@ type proxy struct {
 	wg      sync.WaitGroup
 }
 
-func newProxy(t testing.TB, target string) *proxy {
+// newProxy listens; its target is set before anything connects.
+func newProxy(t testing.TB) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, gate: make(chan struct{}), conns: map[net.Conn]bool{}}
+	p := &proxy{ln: ln, gate: make(chan struct{}), conns: map[net.Conn]bool{}}
 	close(p.gate)
 	p.wg.Add(1)
 	go p.accept()
@@ -38,6 +39,12 @@ func newProxy(t testing.TB, target string) *proxy {
 
 func (p *proxy) addr() string { return p.ln.Addr().String() }
 
+func (p *proxy) setTarget(a string) {
+	p.mu.Lock()
+	p.target = a
+	p.mu.Unlock()
+}
+
 func (p *proxy) accept() {
 	defer p.wg.Done()
 	for {
@@ -45,7 +52,10 @@ func (p *proxy) accept() {
 		if err != nil {
 			return
 		}
-		up, err := net.Dial("tcp", p.target)
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		up, err := net.Dial("tcp", target)
 		if err != nil {
 			c.Close()
 			continue
