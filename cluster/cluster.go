@@ -55,6 +55,9 @@ type Config struct {
 	// ClaimTimeout bounds a CONNECT's wait for the session registry
 	// (sessions.go); default 5 s.
 	ClaimTimeout time.Duration
+
+	// natsOpts, set by tests, changes the embedded server's options.
+	natsOpts func(*server.Options)
 }
 
 // Stats are the node's cluster counters ($SYS/broker/cluster/..., /metrics).
@@ -68,6 +71,8 @@ type Stats struct {
 	RetainedReplicas atomic.Int64 // retained changes applied from the bucket
 	HoldsReceived    atomic.Int64 // times another node asked this one to hold its publishers
 	RelayedMsgs      atomic.Int64 // messages passed on to the node a session moved to (relay.go)
+	Minority         atomic.Int64 // 1 while this node hears fewer than half of the others (quorum.go)
+	RoutesRewritten  atomic.Int64 // own routes written again after another node deleted them
 	WatchRestarts    atomic.Int64 // watches of a bucket made again after they ended or stalled (watch.go)
 }
 
@@ -98,13 +103,15 @@ type Node struct {
 	opsReady chan struct{}
 	writing  bool
 
-	rmu     sync.Mutex // remote nodes and their routes (held while calling the trie)
-	peers   map[string]*peer
-	own     map[string]uint64 // own keys seen in the bucket → revision
-	slots   []bool
-	started bool
-	applied uint64    // the routes bucket's last revision applied here
-	syncs   []syncAsk // peers waiting until applied reaches a revision
+	rmu   sync.Mutex // remote nodes and their routes (held while calling the trie)
+	peers map[string]*peer
+	own   map[string]uint64 // own keys seen in the bucket → revision
+	// ownFilter: own keys seen in the bucket → filter (routes.go: reannounce)
+	ownFilter map[string]string
+	slots     []bool
+	started   bool
+	applied   uint64    // the routes bucket's last revision applied here
+	syncs     []syncAsk // peers waiting until applied reaches a revision
 
 	retMu   sync.Mutex
 	retSeq  uint64
@@ -121,7 +128,16 @@ type Node struct {
 	closing  atomic.Bool
 	incarn   uint64
 	joinedAt time.Time
-	swept    time.Time // liveness goroutine only
+	// quorum.go: the cluster's size (cluster_peers), whether this node is
+	// cut off from the majority, since when
+	size     int
+	joined   atomic.Bool
+	joinNano atomic.Int64
+	minority atomic.Bool
+	cutAt    time.Time // rmu
+	// hadMajority: heard a majority since joining (rmu)
+	hadMajority bool
+	swept       time.Time // liveness goroutine only
 
 	// Back-pressure across nodes (holdback.go): where other nodes ask this
 	// one to hold its publishers, and the senders as the receive goroutine
@@ -182,7 +198,7 @@ func New(b *session.Broker, cfg Config) (*Node, error) {
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	n := &Node{cfg: cfg, b: b, log: cfg.Logger, interest: map[string]*interest{}, tokens: map[uint32]string{},
-		opsReady: make(chan struct{}, 1), peers: map[string]*peer{}, own: map[string]uint64{},
+		opsReady: make(chan struct{}, 1), peers: map[string]*peer{}, own: map[string]uint64{}, ownFilter: map[string]string{},
 		retLast: map[string]uint64{}, stop: make(chan struct{}), prefix: "midge." + cfg.Name + ".",
 		incarn: binary.BigEndian.Uint64(seed[:])}
 	n.isLocal = func(s trie.Subscriber) bool { _, remote := s.(*peer); return !remote }
@@ -239,6 +255,11 @@ func (n *Node) Start() error {
 	}
 	n.awaitPeers(ctx)
 	n.b.SetCluster(n)
+	if n.ns != nil { // with an external NATS the midge nodes are not counted
+		n.size = n.clusterSize()
+	}
+	n.joinNano.Store(time.Now().UnixNano())
+	n.joined.Store(true)
 	n.startWriter()
 	n.joinedAt = time.Now()
 	n.log.Printf("cluster %s: node %s joined (%d peers up, %d remote routes, %d retained messages, replicas %d)",
@@ -440,6 +461,8 @@ func (n *Node) stats() []session.Stat {
 	return []session.Stat{
 		{Name: "cluster/node", Text: n.cfg.NodeName},
 		{Name: "cluster/peers/up", Help: "Other cluster nodes heard from.", Value: s.PeersUp.Load()},
+		{Name: "cluster/minority", Help: "1 while this node hears fewer than half of the cluster's other nodes (cut off: new CONNECTs refused).", Value: s.Minority.Load()},
+		{Name: "cluster/routes/rewritten", Help: "Own routes written again after other nodes deleted them (this node was taken for dead).", Value: s.RoutesRewritten.Load(), Counter: true},
 		{Name: "cluster/routes", Help: "Remote (node, filter) routes in the local trie.", Value: s.Routes.Load()},
 		{Name: "cluster/messages/forwarded", Help: "Messages forwarded to other nodes (one per node).", Value: s.ForwardedMsgs.Load(), Counter: true},
 		{Name: "cluster/bytes/forwarded", Help: "Bytes of the NATS messages forwarded to other nodes.", Value: s.ForwardedBytes.Load(), Counter: true},

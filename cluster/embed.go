@@ -51,6 +51,9 @@ func (n *Node) embedded(ctx context.Context) (*server.Server, error) {
 			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: p})
 		}
 	}
+	if n.cfg.natsOpts != nil {
+		n.cfg.natsOpts(opts)
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: NATS server: %w", err)

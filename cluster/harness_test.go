@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/midge-mqtt/midge/client"
 	"github.com/midge-mqtt/midge/codec"
 	"github.com/midge-mqtt/midge/loop"
@@ -29,7 +31,12 @@ type testNode struct {
 	store string
 	once  sync.Once
 	opts  func(*session.Options) // nil: the harness's defaults
+	peers []string               // its cluster_peers (startClusterLinked: through proxies)
+	nats  func(*server.Options)
 }
+
+// dumpLogs: MIDGE_TEST_LOGS=1 shows the nodes' logs of passing tests too.
+var dumpLogs bool
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -81,13 +88,57 @@ func startClusterWith(t testing.TB, n int, opts func(*session.Options)) []*testN
 	routes := freePorts(t, n)
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		nodes[i] = &testNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], store: t.TempDir(), opts: opts}
+		nodes[i] = &testNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], store: t.TempDir(), opts: opts, peers: routes}
 	}
+	return launch(t, nodes)
+}
+
+// startClusterLinked starts n nodes whose routes to each other pass
+// through proxies (links[i][j]: node i's connections to node j), so that a
+// test can cut a node off while every process stays up.
+func startClusterLinked(t testing.TB, n int, opts func(*session.Options)) ([]*testNode, links) {
+	t.Helper()
+	// The proxies listen first: a port freePorts hands out is free until a
+	// node takes it, and must not go to a proxy meanwhile.
+	l := make(links, n)
+	for i := range l {
+		l[i] = make([]*proxy, n)
+		for j := range n {
+			if j != i {
+				l[i][j] = newProxy(t)
+			}
+		}
+	}
+	routes := freePorts(t, n)
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		peers := []string{routes[i]}
+		for j := range n {
+			if j != i {
+				l[i][j].setTarget(routes[j]) // before any node dials it
+				peers = append(peers, l[i][j].addr())
+			}
+		}
+		nodes[i] = &testNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], store: t.TempDir(), opts: opts, peers: peers,
+			// A node learns its peers' real route addresses from the others
+			// (gossip) and would connect there, around the proxies: what it
+			// learns is a closed port.
+			nats: func(o *server.Options) { o.Cluster.Advertise = closedPort(t) }}
+	}
+	return launch(t, nodes), l
+}
+
+// closedPort is a loopback address nothing listens on.
+func closedPort(t testing.TB) string { return freePorts(t, 1)[0] }
+
+func launch(t testing.TB, nodes []*testNode) []*testNode {
+	t.Helper()
+	n := len(nodes)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i, tn := range nodes {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = tn.start(routes) }()
+		go func() { defer wg.Done(); errs[i] = tn.start(tn.peers) }()
 	}
 	wg.Wait()
 	for _, tn := range nodes {
@@ -113,7 +164,7 @@ func (tn *testNode) start(peers []string) error {
 	tn.b = session.NewBroker(o)
 	var err error
 	tn.node, err = New(tn.b, Config{Name: "test", NodeName: tn.name, Listen: tn.route, Peers: peers,
-		StoreDir: tn.store, Logger: logger, JoinTimeout: 90 * time.Second})
+		StoreDir: tn.store, Logger: logger, JoinTimeout: 90 * time.Second, natsOpts: tn.nats})
 	if err != nil {
 		return err
 	}
@@ -140,7 +191,7 @@ func (tn *testNode) stop(t testing.TB) {
 		if tn.node != nil {
 			_ = tn.node.Close()
 		}
-		if t.Failed() {
+		if t.Failed() || dumpLogs {
 			t.Logf("log of %s:\n%s", tn.name, tn.logs)
 		}
 	})

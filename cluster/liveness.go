@@ -29,7 +29,7 @@ func (n *Node) heard(msg *nats.Msg) {
 		p.seen = time.Time{}
 		wasAlive := p.alive
 		n.setAliveLocked(p, false, "it left")
-		if wasAlive && n.lowestAliveLocked() {
+		if wasAlive && n.lowestAliveLocked() && !n.minority.Load() {
 			n.adoptDead(p.name) // sessionstate.go: its sessions live on here
 		}
 		return
@@ -65,6 +65,7 @@ func (n *Node) liveness() {
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
 	hb := n.prefix + "hb." + n.cfg.NodeName
+	var rewritten int64
 	for {
 		_ = n.nc.Publish(hb, []byte("up"))
 		select {
@@ -77,14 +78,25 @@ func (n *Node) liveness() {
 		if k, size := n.recv.sweep(now); k > 0 {
 			n.log.Printf("cluster %s: freed %d unfinished forwarded batches (%d bytes) whose sender fell silent", n.cfg.Name, k, size)
 		}
+		if r := n.Stats.RoutesRewritten.Load(); r != rewritten {
+			n.log.Printf("cluster %s: wrote %d own routes again that other nodes had deleted (they took this node for dead)", n.cfg.Name, r-rewritten)
+			rewritten = r
+		}
 		n.rmu.Lock()
+		var gone []*peer
 		for _, p := range n.peers {
 			if p.alive && now.Sub(p.seen) > n.cfg.DeadAfter {
 				n.setAliveLocked(p, false, "no heartbeat for "+now.Sub(p.seen).Round(time.Millisecond).String())
-				if n.lowestAliveLocked() {
-					n.purgeLocked(p)
-					n.adoptDead(p.name) // sessionstate.go
-				}
+				gone = append(gone, p)
+			}
+		}
+		// Judged once all the silent ones are down: a node cut off judges
+		// nobody (quorum.go).
+		n.quorumLocked()
+		if len(gone) > 0 && n.lowestAliveLocked() && !n.minority.Load() {
+			for _, p := range gone {
+				n.purgeLocked(p)
+				n.adoptDead(p.name) // sessionstate.go
 			}
 		}
 		n.rmu.Unlock()
@@ -119,6 +131,9 @@ func (n *Node) purgeLocked(p *peer) {
 		defer cancel()
 		done := 0
 		for k, r := range revs {
+			if n.peerAlive(p.name) || n.minority.Load() {
+				break // it is back, or this node is cut off itself
+			}
 			if n.routes.Delete(ctx, k, jetstream.LastRevision(r)) == nil {
 				done++
 			}

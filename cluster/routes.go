@@ -178,6 +178,35 @@ func (n *Node) write(op kvOp) uint64 {
 	}
 }
 
+// reannounce writes this node's route for filter again when the bucket
+// lost it while the node still holds subscribers for it: a node that the
+// others took for dead (a partition) had its routes deleted by them, and
+// must not stay unreachable once it is heard again. Assumes rmu or nothing.
+func (n *Node) reannounce(filter string) {
+	n.imu.Lock()
+	defer n.imu.Unlock()
+	if in := n.interest[filter]; in != nil { // else withdrawn by this node itself
+		n.reputLocked(filter, in)
+	}
+}
+
+// reannounceAll writes all of this node's routes again (it rejoined the
+// majority: they may have been deleted meanwhile).
+func (n *Node) reannounceAll() {
+	n.imu.Lock()
+	defer n.imu.Unlock()
+	for f, in := range n.interest {
+		n.reputLocked(f, in)
+	}
+}
+
+// reputLocked queues the put of filter's route. Assumes imu.
+func (n *Node) reputLocked(filter string, in *interest) {
+	val := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(filter)), in.token)
+	n.queue(kvOp{key: routeKey(n.cfg.NodeName, filter), val: append(val, filter...)})
+	n.Stats.RoutesRewritten.Add(1) // logged by the liveness goroutine
+}
+
 // purgeOwn deletes this node's route keys as it leaves.
 func (n *Node) purgeOwn() {
 	n.imu.Lock()
@@ -261,6 +290,7 @@ func (n *Node) setAliveLocked(p *peer, alive bool, why string) {
 		}
 		n.Stats.PeersUp.Add(1)
 		n.log.Printf("cluster %s: node %s up (%d routes; %d peers up)", n.cfg.Name, p.name, len(p.routes), n.Stats.PeersUp.Load())
+		n.quorumLocked()
 		return
 	}
 	removed := t.RemoveAll(p)
@@ -268,6 +298,7 @@ func (n *Node) setAliveLocked(p *peer, alive bool, why string) {
 	p.removed = time.Now()
 	n.Stats.PeersUp.Add(-1)
 	n.log.Printf("cluster %s: node %s down (%s); %d of its routes removed; %d peers up", n.cfg.Name, p.name, why, removed, n.Stats.PeersUp.Load())
+	n.quorumLocked()
 }
 
 // takeSlot returns a free slot. Assumes rmu.
@@ -299,8 +330,16 @@ func (n *Node) applyRouteLocked(e jetstream.KeyValueEntry) {
 	if node == n.cfg.NodeName {
 		if e.Operation() == jetstream.KeyValuePut {
 			n.own[e.Key()] = e.Revision()
-		} else {
-			delete(n.own, e.Key())
+			if v := e.Value(); len(v) >= 4 {
+				n.ownFilter[e.Key()] = string(v[4:])
+			}
+			return
+		}
+		delete(n.own, e.Key())
+		f, ok := n.ownFilter[e.Key()]
+		delete(n.ownFilter, e.Key())
+		if ok {
+			n.reannounce(f)
 		}
 		return
 	}
@@ -373,6 +412,10 @@ func (n *Node) loadRoutes(ctx context.Context) error {
 			for k := range n.own {
 				if !seen[k] {
 					delete(n.own, k)
+					if f, ok := n.ownFilter[k]; ok {
+						delete(n.ownFilter, k)
+						n.reannounce(f) // deleted by another node while the watch was down
+					}
 				}
 			}
 			for _, p := range n.peers {

@@ -43,6 +43,7 @@ type sessions struct {
 	revs         entryRevs
 	takeovers    atomic.Int64 // sessions taken over from another node
 	claimsFailed atomic.Int64 // CONNECTs refused: the registry did not answer in time
+	reconciled   atomic.Int64 // sessions ended here after a partition: another node's now (quorum.go)
 }
 
 // claimTimeout bounds a CONNECT's wait for the registry.
@@ -138,6 +139,7 @@ func (n *Node) startSessions(ctx context.Context, replicas int) error {
 			{Name: "cluster/sessions/taken-over", Help: "Sessions taken over from another node.", Value: n.sess.takeovers.Load(), Counter: true},
 			{Name: "cluster/sessions/entries-removed", Help: "Registry entries removed as their sessions ended here.", Value: n.sess.revs.purged.Load(), Counter: true},
 			{Name: "cluster/sessions/claims-failed", Help: "CONNECTs refused because the session registry did not answer in time.", Value: n.sess.claimsFailed.Load(), Counter: true},
+			{Name: "cluster/sessions/ended-after-partition", Help: "Sessions ended here after a partition because the registry gave them to another node meanwhile.", Value: n.sess.reconciled.Load(), Counter: true},
 		}
 	})
 	return nil

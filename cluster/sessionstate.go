@@ -275,12 +275,18 @@ func (n *Node) adopt(ctx context.Context, dead string) {
 			n.log.Printf("cluster %s: reading the sessions of node %s: %v", n.cfg.Name, dead, err)
 			return
 		}
+		if n.adoptCancelled(dead) {
+			return
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	sessions, wills := 0, 0
 	for _, r := range all {
 		if r.state == nil {
 			continue
+		}
+		if n.adoptCancelled(dead) {
+			return
 		}
 		var ok, w bool
 		for attempt := 0; attempt < 10 && ctx.Err() == nil; attempt++ {
@@ -303,6 +309,26 @@ func (n *Node) adopt(ctx context.Context, dead string) {
 		n.log.Printf("cluster %s: took over %d sessions of node %s (%d wills published) in %v", n.cfg.Name,
 			sessions, dead, wills, time.Since(start).Round(time.Millisecond))
 	}
+}
+
+// adoptCancelled reports (and logs) that the sessions of node dead stay
+// where they are: it is back (it was cut off, not dead), or this node is
+// cut off itself (quorum.go).
+func (n *Node) adoptCancelled(dead string) bool {
+	if dead == n.cfg.NodeName {
+		return false
+	}
+	why := ""
+	switch {
+	case n.minority.Load():
+		why = "this node is cut off from the majority"
+	case n.peerAlive(dead):
+		why = "it is back"
+	default:
+		return false
+	}
+	n.log.Printf("cluster %s: not taking over the sessions of node %s: %s", n.cfg.Name, dead, why)
+	return true
 }
 
 // adoptOne takes one replicated session of node dead, if the registry

@@ -107,6 +107,46 @@ func (b *Broker) HandOver(id string, resume bool) (state []byte, found bool) {
 	return state, true
 }
 
+// Drop ends id's session on this node because the cluster gave it to
+// another node meanwhile (a partition healed: the majority's registry
+// wins). Its connected client, if any, is disconnected (v5 DISCONNECT
+// 0x8E, session taken over) without its will: the node that took the
+// session has dealt with that will. It reports whether a session was held.
+// Any goroutine.
+func (b *Broker) Drop(id string) bool {
+	pb := b.newBatch()
+	defer b.submit(pb)
+	r := &b.registry
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.m.get(id)
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.owner; o != nil {
+		o.kickWithoutWill(codec.SessionTakenOver)
+		s.owner = nil
+		s.online.Store(false)
+	}
+	s.replaced = true // cancels a delayed will here
+	s.timerGen++
+	b.endSessionLocked(s, pb)
+	return true
+}
+
+// SessionIDs lists the client ids of the sessions held here, connected or
+// not. Any goroutine.
+func (b *Broker) SessionIDs() []string {
+	r := &b.registry
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, 0, r.m.len())
+	r.m.each(func(s *Session) { ids = append(ids, s.ID()) })
+	return ids
+}
+
 // appendStateLocked encodes s for Install: the session record (with the
 // will w, if not nil, and the time it went offline, 0 while connected),
 // then, withQueue, each inflight and queued message (in the order they are
