@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -104,19 +102,8 @@ func clusterConns(ctx context.Context, o options, midge brokerSpec, total int, d
 // connsProcess runs `midge bench conns` against one broker in a process of
 // its own, holding n connections for hold.
 func connsProcess(ctx context.Context, o options, port, pid, n int, hold time.Duration) (*bench.Result, error) {
-	cmd := exec.CommandContext(ctx, o.midge, "bench", "conns", "-p", strconv.Itoa(port), "-pid", strconv.Itoa(pid),
-		"-c", strconv.Itoa(n), "-d", hold.String(), "-loops", "1", "-json", "-progress", "off")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var rs []*bench.Result
-	if jerr := json.Unmarshal(stdout.Bytes(), &rs); jerr != nil || len(rs) != 1 {
-		return nil, fmt.Errorf("bench conns: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	if rs[0].Error != "" {
-		return rs[0], fmt.Errorf("bench conns: %s", rs[0].Error)
-	}
-	return rs[0], err
+	return benchProcess(ctx, exec.CommandContext(ctx, o.midge, "bench", "conns", "-p", strconv.Itoa(port), "-pid", strconv.Itoa(pid),
+		"-c", strconv.Itoa(n), "-d", hold.String(), "-loops", "1", "-json", "-progress", "off"))
 }
 
 // openFiles is the number of descriptors process pid holds.

@@ -103,21 +103,14 @@ func clusterOnce(ctx context.Context, o options, midge brokerSpec, scenario stri
 	if scenario == "latency" {
 		c.Rate = 10000
 	}
-	if !cross {
-		b, err := start(midge, dir)
-		if err != nil {
-			return nil, err
-		}
-		defer b.stop()
-		c.Port, c.BrokerPID = b.Port, b.Pid
-		return bench.Run(ctx, c)
-	}
-	nodes, err := startCluster(midge, 3, dir)
-	for _, n := range nodes {
-		defer n.stop()
-	}
+	nodes, stop, err := freshBrokers(midge, cross, dir)
+	defer stop()
 	if err != nil {
 		return nil, err
+	}
+	if !cross {
+		c.Port, c.BrokerPID = nodes[0].Port, nodes[0].Pid
+		return bench.Run(ctx, c)
 	}
 	c.Port, c.SubPort, c.BrokerPID = nodes[0].Port, nodes[1].Port, nodes[0].Pid
 	r, err := bench.Run(ctx, c)
@@ -136,6 +129,24 @@ func clusterOnce(ctx context.Context, o options, midge brokerSpec, scenario stri
 		}
 	}
 	return r, err
+}
+
+// freshBrokers starts one fresh midge, or with cross a fresh three-node
+// cluster; stop stops what started, even after an error.
+func freshBrokers(midge brokerSpec, cross bool, dir string) (nodes []*runningBroker, stop func(), err error) {
+	if cross {
+		nodes, err = startCluster(midge, 3, dir)
+	} else {
+		var b *runningBroker
+		if b, err = start(midge, dir); b != nil {
+			nodes = []*runningBroker{b}
+		}
+	}
+	return nodes, func() {
+		for _, n := range nodes {
+			_ = n.stop()
+		}
+	}, err
 }
 
 // startCluster starts n midge nodes at once (JetStream forms only with a

@@ -67,22 +67,11 @@ func clusterQueue(ctx context.Context, o options, midge brokerSpec, dir string, 
 // three-node cluster.
 func queueOnce(ctx context.Context, o options, midge brokerSpec, cross bool, dir string, logf func(string, ...any)) (*bench.Result, error) {
 	c := config(o, bench.QueueScenario)
-	if !cross {
-		b, err := start(midge, dir)
-		if err != nil {
-			return nil, err
-		}
-		defer b.stop()
-		c.Port, c.BrokerPID = b.Port, b.Pid
-		return bench.Run(ctx, c)
-	}
-	nodes, err := startCluster(midge, 3, dir)
-	for _, n := range nodes {
-		defer n.stop()
-	}
+	nodes, stop, err := freshBrokers(midge, cross, dir)
+	defer stop()
 	if err != nil {
 		return nil, err
 	}
-	c.Port, c.BrokerPID = nodes[0].Port, nodes[0].Pid
+	c.Port, c.BrokerPID = nodes[0].Port, nodes[0].Pid // publishers and subscriber on n1
 	return bench.Run(ctx, c)
 }
