@@ -51,21 +51,34 @@ func (rep *report) ratioChart(path string) (string, error) {
 	if len(vals) == 0 {
 		return "", nil
 	}
+	return barChart(path, "midge / mosquitto (medians; triangle = target; for latency lower is better)", "ratio", labels, vals, targets, true, 5)
+}
+
+// barChart draws vals as bars over labels, targets (X: the bar's index) as
+// triangles and, with one, a dashed line at 1; the Y axis reaches minTop at
+// least.
+func barChart(path, title, ylabel string, labels []string, vals plotter.Values, targets plotter.XYs, one bool, minTop float64) (string, error) {
 	p := plot.New()
-	p.Title.Text = "midge / mosquitto (medians; triangle = target; for latency lower is better)"
-	p.Y.Label.Text = "ratio"
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
 	p.Y.Min = 0
-	p.Y.Max = math.Max(maxOf(vals), 5) * 1.1
+	top := maxOf(vals)
+	for _, t := range targets {
+		top = math.Max(top, t.Y)
+	}
+	p.Y.Max = math.Max(top, minTop) * 1.1
 	bars, err := plotter.NewBarChart(vals, vg.Points(22))
 	if err != nil {
 		return "", err
 	}
 	bars.Color = color.RGBA{R: 60, G: 120, B: 200, A: 255}
 	p.Add(bars)
-	one := plotter.NewFunction(func(float64) float64 { return 1 })
-	one.Color = color.Gray{Y: 90}
-	one.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	p.Add(one)
+	if one {
+		line := plotter.NewFunction(func(float64) float64 { return 1 })
+		line.Color = color.Gray{Y: 90}
+		line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(line)
+	}
 	if len(targets) > 0 {
 		sc, err := plotter.NewScatter(targets)
 		if err != nil {
@@ -84,6 +97,25 @@ func (rep *report) ratioChart(path string) (string, error) {
 		return "", err
 	}
 	return filepath.Base(path), nil
+}
+
+// charter draws a bar chart beside a report (its base path and suffix)
+// and returns the markdown that shows it, or "" (logged) when it could not.
+type charter func(suffix, title, ylabel string, labels []string, vals []float64, targets map[int]float64) string
+
+func newCharter(base string, logf func(string, ...any)) charter {
+	return func(suffix, title, ylabel string, labels []string, vals []float64, targets map[int]float64) string {
+		var ts plotter.XYs
+		for i, t := range targets {
+			ts = append(ts, plotter.XY{X: float64(i), Y: t})
+		}
+		name, err := barChart(base+"-"+suffix+".png", title, ylabel, labels, vals, ts, ylabel == "ratio", 1.2)
+		if err != nil || name == "" {
+			logf("chart %s: %v", suffix, err)
+			return ""
+		}
+		return fmt.Sprintf("\n![%s](%s)\n", suffix, name)
+	}
 }
 
 // latencyChart plots each broker's latency percentiles (medians of runs).

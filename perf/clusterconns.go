@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -27,7 +25,7 @@ import (
 const connsHold = 45 * time.Second
 
 // clusterConns runs the comparison and writes it as markdown to w.
-func clusterConns(ctx context.Context, o options, midge brokerSpec, total int, dir string, w io.Writer, logf func(string, ...any)) error {
+func clusterConns(ctx context.Context, o options, midge brokerSpec, total int, dir string, w io.Writer, chart charter, logf func(string, ...any)) error {
 	per := (total + 2) / 3
 
 	// One node with a third of the connections: its RSS per connection.
@@ -92,9 +90,12 @@ func clusterConns(ctx context.Context, o options, midge brokerSpec, total int, d
 	fmt.Fprintln(w, "| broker | connections | connects/s | RSS at the end | KiB per connection |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
 	fmt.Fprintf(w, "| one node | %d | %.0f | %.1f MiB | %.2f |\n", per, one.ConnectRate, float64(one.BrokerRSSKiB)/1024, one.KiBPerConn)
+	labels, kib := []string{"one node"}, []float64{one.KiBPerConn}
 	for i, r := range rs {
 		fmt.Fprintf(w, "| cluster n%d | %d | %.0f | %.1f MiB | %.2f |\n", i+1, r.Conns, r.ConnectRate, float64(r.BrokerRSSKiB)/1024, r.KiBPerConn)
+		labels, kib = append(labels, fmt.Sprintf("cluster n%d", i+1)), append(kib, r.KiBPerConn)
 	}
+	fmt.Fprint(w, chart("rss", fmt.Sprintf("broker RSS per idle connection (%d connections each)", per), "KiB", labels, kib, nil))
 	fmt.Fprintf(w, "\nMeanwhile, a QoS 0 pair at 1,000 msg/s from n1 to n2: %d owed, %d received, %d lost, %d reordered; latency p50 %.0f µs, p99 %.0f µs.\n",
 		pair.Expected, pair.Received, pair.Lost, pair.Reordered, pair.Latency.P50, pair.Latency.P99)
 	fmt.Fprintln(w, "\nKiB per connection is the broker's RSS growth over its connections (a node's RSS before them includes its NATS server and JetStream).")
@@ -104,19 +105,8 @@ func clusterConns(ctx context.Context, o options, midge brokerSpec, total int, d
 // connsProcess runs `midge bench conns` against one broker in a process of
 // its own, holding n connections for hold.
 func connsProcess(ctx context.Context, o options, port, pid, n int, hold time.Duration) (*bench.Result, error) {
-	cmd := exec.CommandContext(ctx, o.midge, "bench", "conns", "-p", strconv.Itoa(port), "-pid", strconv.Itoa(pid),
-		"-c", strconv.Itoa(n), "-d", hold.String(), "-loops", "1", "-json", "-progress", "off")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var rs []*bench.Result
-	if jerr := json.Unmarshal(stdout.Bytes(), &rs); jerr != nil || len(rs) != 1 {
-		return nil, fmt.Errorf("bench conns: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	if rs[0].Error != "" {
-		return rs[0], fmt.Errorf("bench conns: %s", rs[0].Error)
-	}
-	return rs[0], err
+	return benchProcess(ctx, exec.CommandContext(ctx, o.midge, "bench", "conns", "-p", strconv.Itoa(port), "-pid", strconv.Itoa(pid),
+		"-c", strconv.Itoa(n), "-d", hold.String(), "-loops", "1", "-json", "-progress", "off"))
 }
 
 // openFiles is the number of descriptors process pid holds.

@@ -41,7 +41,7 @@ type clusterRun struct {
 // clustered runs each scenario against one midge and across a fresh
 // three-node midge cluster, alternately (A B B A), and writes medians and
 // ratios as a markdown section.
-func clustered(ctx context.Context, o options, midge brokerSpec, dir string, w io.Writer, logf func(string, ...any)) error {
+func clustered(ctx context.Context, o options, midge brokerSpec, dir string, w io.Writer, chart charter, logf func(string, ...any)) error {
 	var runs []clusterRun
 	for _, sc := range clusterScenarios {
 		for round := 0; round < max(o.rounds, 2); round++ {
@@ -64,6 +64,9 @@ func clustered(ctx context.Context, o options, midge brokerSpec, dir string, w i
 		"MQTT 3.1.1, QoS 0; medians of %d runs, alternated. CPU is n1's. Targets (issue 13): delivered ≥ 0.5× one node's, "+
 		"p99 latency at 10k msg/s ≤ 2×.\n\n", max(o.rounds, 2))
 	fmt.Fprintf(w, "| scenario | one node | across nodes | ratio | lost (one / across) |\n|---|---|---|---|---|\n")
+	var labels []string
+	var ratios []float64
+	targets := map[int]float64{}
 	for _, sc := range clusterScenarios {
 		var vals [2][]float64
 		var lost [2]int64
@@ -87,12 +90,20 @@ func clustered(ctx context.Context, o options, midge brokerSpec, dir string, w i
 		if one > 0 {
 			ratio = fmt.Sprintf("%.2f×", across/one)
 		}
+		if one > 0 {
+			targets[len(ratios)] = 0.5 // delivered
+			if sc == "latency" {
+				targets[len(ratios)] = 2 // p99, lower is better
+			}
+			labels, ratios = append(labels, sc), append(ratios, across/one)
+		}
 		if sc == "latency" {
 			fmt.Fprintf(w, "| latency p99 at 10k msg/s | %.0f µs | %.0f µs | %s | %d / %d |\n", one, across, ratio, lost[0], lost[1])
 		} else {
 			fmt.Fprintf(w, "| %s msg/s | %s | %s | %s | %d / %d |\n", sc, bench.Count(one), bench.Count(across), ratio, lost[0], lost[1])
 		}
 	}
+	fmt.Fprint(w, chart("ratios", "three nodes / one node (medians; triangle = target; latency p99: lower is better)", "ratio", labels, ratios, targets))
 	return nil
 }
 
@@ -103,21 +114,14 @@ func clusterOnce(ctx context.Context, o options, midge brokerSpec, scenario stri
 	if scenario == "latency" {
 		c.Rate = 10000
 	}
-	if !cross {
-		b, err := start(midge, dir)
-		if err != nil {
-			return nil, err
-		}
-		defer b.stop()
-		c.Port, c.BrokerPID = b.Port, b.Pid
-		return bench.Run(ctx, c)
-	}
-	nodes, err := startCluster(midge, 3, dir)
-	for _, n := range nodes {
-		defer n.stop()
-	}
+	nodes, stop, err := freshBrokers(midge, cross, dir)
+	defer stop()
 	if err != nil {
 		return nil, err
+	}
+	if !cross {
+		c.Port, c.BrokerPID = nodes[0].Port, nodes[0].Pid
+		return bench.Run(ctx, c)
 	}
 	c.Port, c.SubPort, c.BrokerPID = nodes[0].Port, nodes[1].Port, nodes[0].Pid
 	r, err := bench.Run(ctx, c)
@@ -136,6 +140,24 @@ func clusterOnce(ctx context.Context, o options, midge brokerSpec, scenario stri
 		}
 	}
 	return r, err
+}
+
+// freshBrokers starts one fresh midge, or with cross a fresh three-node
+// cluster; stop stops what started, even after an error.
+func freshBrokers(midge brokerSpec, cross bool, dir string) (nodes []*runningBroker, stop func(), err error) {
+	if cross {
+		nodes, err = startCluster(midge, 3, dir)
+	} else {
+		var b *runningBroker
+		if b, err = start(midge, dir); b != nil {
+			nodes = []*runningBroker{b}
+		}
+	}
+	return nodes, func() {
+		for _, n := range nodes {
+			_ = n.stop()
+		}
+	}, err
 }
 
 // startCluster starts n midge nodes at once (JetStream forms only with a

@@ -21,7 +21,7 @@ var queueConf = strings.Replace(persistedConf, "max_queued_messages 1000\n", "ma
 
 // clusterQueue runs the comparison, alternating (A B B A), and writes the
 // medians and ratios as markdown to w.
-func clusterQueue(ctx context.Context, o options, midge brokerSpec, dir string, w io.Writer, logf func(string, ...any)) error {
+func clusterQueue(ctx context.Context, o options, midge brokerSpec, dir string, w io.Writer, chart charter, logf func(string, ...any)) error {
 	midge.Conf = queueConf
 	var rates, drains [2][]float64
 	var lost [2]int64
@@ -60,6 +60,10 @@ func clusterQueue(ctx context.Context, o options, midge brokerSpec, dir string, 
 	d1, d2 := median(drains[0]), median(drains[1])
 	fmt.Fprintf(w, "| published (acknowledged) msg/s | %s | %s | %s | %d / %d |\n", bench.Count(p1), bench.Count(p2), ratio(p1, p2), lost[0], lost[1])
 	fmt.Fprintf(w, "| drained msg/s | %s | %s | %s | |\n", bench.Count(d1), bench.Count(d2), ratio(d1, d2))
+	if p1 > 0 && d1 > 0 {
+		fmt.Fprint(w, chart("ratios", "queue for an offline session: cluster / one node (medians)", "ratio",
+			[]string{"published", "drained"}, []float64{p2 / p1, d2 / d1}, nil))
+	}
 	return nil
 }
 
@@ -67,22 +71,11 @@ func clusterQueue(ctx context.Context, o options, midge brokerSpec, dir string, 
 // three-node cluster.
 func queueOnce(ctx context.Context, o options, midge brokerSpec, cross bool, dir string, logf func(string, ...any)) (*bench.Result, error) {
 	c := config(o, bench.QueueScenario)
-	if !cross {
-		b, err := start(midge, dir)
-		if err != nil {
-			return nil, err
-		}
-		defer b.stop()
-		c.Port, c.BrokerPID = b.Port, b.Pid
-		return bench.Run(ctx, c)
-	}
-	nodes, err := startCluster(midge, 3, dir)
-	for _, n := range nodes {
-		defer n.stop()
-	}
+	nodes, stop, err := freshBrokers(midge, cross, dir)
+	defer stop()
 	if err != nil {
 		return nil, err
 	}
-	c.Port, c.BrokerPID = nodes[0].Port, nodes[0].Pid
+	c.Port, c.BrokerPID = nodes[0].Port, nodes[0].Pid // publishers and subscriber on n1
 	return bench.Run(ctx, c)
 }

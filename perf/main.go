@@ -152,17 +152,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if o.clusterQueue {
+	// The cluster's comparisons each print a markdown section and keep it
+	// in perf/results/<date>-<name>.md under a header naming the machine.
+	only := func(name, title, command, note string, section func(w io.Writer, chart charter) error) int {
 		var b strings.Builder
-		if err := clusterQueue(ctx, o, brokers[0], dir, &b, logf); err != nil {
+		base := filepath.Join(o.out, time.Now().UTC().Format("2006-01-02")+"-"+name)
+		if err := section(&b, newCharter(base, logf)); err != nil {
 			logf("%v", err)
 			return 1
 		}
 		fmt.Fprint(stdout, b.String())
-		path := filepath.Join(o.out, time.Now().UTC().Format("2006-01-02")+"-cluster-queue.md")
-		text := fmt.Sprintf("# midge: queues for offline sessions, one node and a cluster, %s\n\n- Machine: %s, %d cores, %.0f GiB; kernel %s\n- Go %s; %s\n"+
-			"- `go run ./perf -no-mosquitto -only-cluster-queue -rounds %d -d %v -w %v`: every node fresh per run; the load generator shares the cores.\n",
-			env.Date, env.CPU, env.Cores, env.MemGiB, env.Kernel, env.Go, env.Midge, o.rounds, o.duration, o.warmup) + b.String()
+		path := base + ".md"
+		text := fmt.Sprintf("# midge: %s, %s\n\n- Machine: %s, %d cores, %.0f GiB; kernel %s\n- Go %s; %s\n- `%s`%s\n",
+			title, env.Date, env.CPU, env.Cores, env.MemGiB, env.Kernel, env.Go, env.Midge, command, note) + b.String()
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			logf("%v", err)
 			return 1
@@ -170,40 +172,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logf("report: %s", path)
 		return 0
 	}
-	if o.clusterConns > 0 {
-		var b strings.Builder
-		if err := clusterConns(ctx, o, brokers[0], o.clusterConns, dir, &b, logf); err != nil {
-			logf("%v", err)
-			return 1
-		}
-		fmt.Fprint(stdout, b.String())
-		path := filepath.Join(o.out, time.Now().UTC().Format("2006-01-02")+"-cluster-conns.md")
-		text := fmt.Sprintf("# midge: idle connections beyond one process, %s\n\n- Machine: %s, %d cores, %.0f GiB; kernel %s\n- Go %s; %s\n"+
-			"- `go run ./perf -no-mosquitto -only-cluster-conns %d`\n", env.Date, env.CPU, env.Cores, env.MemGiB, env.Kernel, env.Go, env.Midge, o.clusterConns) + b.String()
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			logf("%v", err)
-			return 1
-		}
-		logf("report: %s", path)
-		return 0
-	}
-	if o.onlyCluster {
-		var b strings.Builder
-		if err := clustered(ctx, o, brokers[0], dir, &b, logf); err != nil {
-			logf("%v", err)
-			return 1
-		}
-		fmt.Fprint(stdout, b.String())
-		path := filepath.Join(o.out, time.Now().UTC().Format("2006-01-02")+"-cluster.md")
-		text := fmt.Sprintf("# midge: one node against a three-node cluster, %s\n\n- Machine: %s, %d cores, %.0f GiB; kernel %s\n- Go %s; %s\n"+
-			"- `go run ./perf -only-cluster -rounds %d -d %v -w %v`: every node fresh per run; the load generator shares the cores.\n",
-			env.Date, env.CPU, env.Cores, env.MemGiB, env.Kernel, env.Go, env.Midge, o.rounds, o.duration, o.warmup) + b.String()
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			logf("%v", err)
-			return 1
-		}
-		logf("report: %s", path)
-		return 0
+	fresh := ": every node fresh per run; the load generator shares the cores."
+	switch {
+	case o.clusterQueue:
+		return only("cluster-queue", "queues for offline sessions, one node and a cluster",
+			fmt.Sprintf("go run ./perf -no-mosquitto -only-cluster-queue -rounds %d -d %v -w %v", o.rounds, o.duration, o.warmup), fresh,
+			func(w io.Writer, chart charter) error { return clusterQueue(ctx, o, brokers[0], dir, w, chart, logf) })
+	case o.clusterConns > 0:
+		return only("cluster-conns", "idle connections beyond one process",
+			fmt.Sprintf("go run ./perf -no-mosquitto -only-cluster-conns %d", o.clusterConns), "",
+			func(w io.Writer, chart charter) error {
+				return clusterConns(ctx, o, brokers[0], o.clusterConns, dir, w, chart, logf)
+			})
+	case o.onlyCluster:
+		return only("cluster", "one node against a three-node cluster",
+			fmt.Sprintf("go run ./perf -only-cluster -rounds %d -d %v -w %v", o.rounds, o.duration, o.warmup), fresh,
+			func(w io.Writer, chart charter) error { return clustered(ctx, o, brokers[0], dir, w, chart, logf) })
 	}
 	runs, err := runAll(ctx, o, brokers, dir, logf)
 	if err != nil {
@@ -251,7 +235,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.cluster {
 		var b strings.Builder
-		if err := clustered(ctx, o, brokers[0], dir, &b, logf); err != nil {
+		if err := clustered(ctx, o, brokers[0], dir, &b, newCharter(strings.TrimSuffix(path, ".md")+"-cluster", logf), logf); err != nil {
 			logf("%v", err)
 			return 1
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/midge-mqtt/midge/bench"
@@ -33,13 +34,21 @@ func runPinned(ctx context.Context, o options, c bench.Config) (*bench.Result, e
 	args := []string{"-c", strconv.Itoa(generatorCore), o.midge, "bench", "conns",
 		"-p", strconv.Itoa(c.Port), "-pid", strconv.Itoa(c.BrokerPID), "-c", strconv.Itoa(c.Conns),
 		"-d", time.Second.String(), "-loops", "1", "-json", "-progress", "off"}
-	cmd := exec.CommandContext(ctx, "taskset", args...)
+	return benchProcess(ctx, exec.CommandContext(ctx, "taskset", args...))
+}
+
+// benchProcess runs cmd, a `midge bench ... -json` of one scenario, and
+// returns its result.
+func benchProcess(ctx context.Context, cmd *exec.Cmd) (*bench.Result, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	var rs []*bench.Result
 	if jerr := json.Unmarshal(stdout.Bytes(), &rs); jerr != nil || len(rs) != 1 {
-		return nil, fmt.Errorf("connpin: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		return nil, fmt.Errorf("%s: %v: %s", strings.Join(cmd.Args[:min(3, len(cmd.Args))], " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	if rs[0].Error != "" {
+		return rs[0], fmt.Errorf("bench: %s", rs[0].Error)
 	}
 	return rs[0], err
 }
