@@ -2,7 +2,9 @@ package loop
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/midge-mqtt/midge/codec"
 	"github.com/midge-mqtt/midge/session"
@@ -160,4 +162,69 @@ func TestSessionV3InflightWindow(t *testing.T) {
 		sub.ack(sub.expectPublish("win", fmt.Sprint(i), 1, false))
 	}
 	sub.expectQuiet()
+}
+
+// TestSessionV3QoS0LeftAtDisconnect: QoS 0 messages still queued for a
+// persistent session when its connection ends are not sent on the resumed
+// connection (MQTT lets a server keep QoS 0 for an offline session
+// [MQTT-3.1.2-5]; mosquitto does not, and midge keeps them only with
+// queue_qos0_messages), while a QoS 1 message queued meanwhile is
+// [MQTT-3.1.2-5]. mosquitto's 02-subpub-recover-subscriptions checks this.
+func TestSessionV3QoS0LeftAtDisconnect(t *testing.T) {
+	for _, queueQoS0 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("queue_qos0_messages=%v", queueQoS0), func(t *testing.T) {
+			opts := session.DefaultOptions()
+			opts.MaxQueuedMessages = 100
+			opts.QueueQoS0 = queueQoS0
+			tb := startBroker(t, &opts)
+			const id, topic = "left", "left/t"
+			sub, _ := tb.v3Connect(t, codec.Version311, id, false)
+			sub.subscribe(1, topic, 1) // and reads nothing until it closes
+			pub, _ := tb.v3Connect(t, codec.Version311, "left-pub", true)
+
+			// Fill the subscriber's socket buffers until the broker has to
+			// keep QoS 0 messages queued for it (a few at a time are
+			// queued only until the loop's next write).
+			payload := strings.Repeat("x", 4<<10)
+			deadline := time.Now().Add(v3Wait)
+			for n := 0; ; n++ {
+				if q, _ := tb.Broker.SessionQueued(id); q >= 10 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("nothing queued for the subscriber after %d messages", n)
+				}
+				pub.publish(topic, payload, 0, 0, false)
+				if n%20 == 19 {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			connected := tb.Broker.Stats.ClientsConnected.Load()
+			_ = sub.c.Close()
+			waitFor(t, func() bool {
+				return tb.Broker.Stats.ClientsConnected.Load() < connected
+			})
+			if queueQoS0 {
+				pub.publish(topic, "offline0", 0, 0, false) // queued for the offline session
+			}
+			pub.publish(topic, "offline", 1, 1, false)
+
+			sub, present := tb.v3Connect(t, codec.Version311, id, false)
+			if !present {
+				t.Fatal("session present 0, want 1")
+			}
+			first := sub.expect(codec.PUBLISH)
+			if queueQoS0 {
+				if first.QoS != 0 {
+					t.Fatalf("first PUBLISH qos %d %q, want a QoS 0 queued with queue_qos0_messages", first.QoS, first.Payload)
+				}
+				return
+			}
+			if first.QoS != 1 || string(first.Payload) != "offline" {
+				t.Fatalf("first PUBLISH qos %d (%d bytes), want the QoS 1 queued while offline: a QoS 0 left from the old connection was sent", first.QoS, len(first.Payload))
+			}
+			sub.ack(first)
+			sub.expectQuiet()
+		})
+	}
 }

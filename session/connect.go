@@ -499,6 +499,9 @@ func (c *Client) Closed(reason error) {
 			if w := c.will; w == nil || c.disconnected || w.delay == 0 {
 				s.dropWillRecLocked()
 			}
+			if !b.opts.QueueQoS0 {
+				s.dropQueuedQoS0Locked(pb)
+			}
 			if pb != nil {
 				s.pers().offSince = time.Now().UnixNano()
 				b.storeSessionLocked(s, pb, s.p.offSince)

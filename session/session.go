@@ -286,16 +286,34 @@ func wakeAll(waiters []*Client) {
 // applies to what waits for it, as mosquitto checks a queue on reconnect.
 // Assumes s.mu is held; called only when a resumed session has ACLs.
 func (s *Session) recheckQueueLocked(pb *store.Batch) {
-	h := int(s.head)
-	kept := s.queue[:h]
-	for i := h; i < len(s.queue); i++ {
-		e := s.queue[i]
+	s.filterQueueLocked(pb, func(e *entry) bool {
 		// A QoS 1/2 message now denied stays, to be asked again and
 		// dropped when its turn comes (Drain): mosquitto numbers a message
 		// when it queues it, so a dropped one has used its packet id then,
 		// and the ids the client sees match mosquitto's.
-		if d := s.readAccess(e.m, nil); d == Allowed || d == Wait || e.qos > 0 {
-			e.ask = d != Allowed
+		d := s.readAccess(e.m, nil)
+		e.ask = d != Allowed
+		return d == Allowed || d == Wait || e.qos > 0
+	})
+}
+
+// dropQueuedQoS0Locked drops the QoS 0 messages still queued when a
+// persistent session's connection ends. MQTT lets a server keep QoS 0 for
+// an offline session [MQTT-3.1.2-5]; midge does so only with
+// queue_qos0_messages, and mosquitto, which has already written them to the
+// gone connection, never sends them on the resumed one. Assumes s.mu is held.
+func (s *Session) dropQueuedQoS0Locked(pb *store.Batch) {
+	s.filterQueueLocked(pb, func(e *entry) bool { return e.qos > 0 })
+}
+
+// filterQueueLocked keeps, in order, the queued entries keep accepts (keep
+// may update them) and releases the others. Assumes s.mu is held.
+func (s *Session) filterQueueLocked(pb *store.Batch, keep func(e *entry) bool) {
+	h := int(s.head)
+	kept := s.queue[:h]
+	for i := h; i < len(s.queue); i++ {
+		e := s.queue[i]
+		if keep(&e) {
 			kept = append(kept, e)
 			continue
 		}
