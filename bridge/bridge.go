@@ -284,6 +284,16 @@ func (br *Bridge) session() error {
 		return err
 	}
 	defer func() {
+		// The remote's reader may still be handling an acknowledgement
+		// read before the connection ended: it is given to the local
+		// session while that is online, rather than owed (sentTable) to a
+		// next connection that a Stop would never make.
+		_ = rc.Close()
+		select {
+		case <-rc.ReaderDone():
+		case <-time.After(2 * time.Second):
+			br.log.Printf("Bridge %s: the remote connection's reader did not end within 2s.", br.cfg.Name)
+		}
 		br.local.close()
 		br.notifyLocal(false)
 		br.mu.Lock()

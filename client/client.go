@@ -243,6 +243,20 @@ func (c *Client) TakeSession(from *Client) {
 	c.mu.Unlock()
 }
 
+// ReaderDone is closed once the reader of the last connection has returned:
+// after the connection ends, it may still be handling (and acknowledging,
+// through the done callbacks) what it read last.
+func (c *Client) ReaderDone() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reading == nil {
+		d := make(chan struct{})
+		close(d)
+		return d
+	}
+	return c.reading
+}
+
 // Version is the protocol level in use.
 func (c *Client) Version() byte { return c.opts.Version }
 
