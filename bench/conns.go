@@ -40,6 +40,33 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 	}
 	st.window = c.Window
 	st.user, st.pass = c.Username, c.Password
+	fds := make([]int, 0, c.Conns)
+	defer func() { closeAll(fds) }()
+	open := func(have, n int) (int, error) {
+		got, err := st.open(ctx, have, n, c.Loops)
+		fds = append(fds, got...)
+		return len(fds), err
+	}
+	if err := connectAndHold(ctx, &c, res, open, func() error { return pingAll(fds) }); err != nil {
+		return nil, err
+	}
+	// A broker that dropped idle connections shows it here: a read must
+	// find nothing (or PINGRESPs) rather than the end of the stream.
+	if dropped := countClosed(fds[:min(len(fds), 100)]); dropped > 0 {
+		err := fmt.Errorf("bench: conns: the broker closed %d of the first 100 idle connections", dropped)
+		res.Error = err.Error()
+		return res, err
+	}
+	return res, nil
+}
+
+// connectAndHold is what every idle-connections scenario does: open
+// c.Conns connections in connSteps (open(have, n) opens n more and returns
+// how many are open), reading the broker's RSS after each step, then hold
+// them idle for c.Duration, pinging within the keepalive (pingAll). It fills
+// res's connect and memory figures; the broker's CPU while they are held is
+// what idle connections cost it.
+func connectAndHold(ctx context.Context, c *Config, res *Result, open func(have, n int) (int, error), pingAll func() error) error {
 	settle := func() int64 {
 		if c.BrokerPID == 0 {
 			return 0
@@ -53,29 +80,27 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 	if c.BrokerPID != 0 {
 		res.StartAnonKiB, _ = ProcAnonRSS(c.BrokerPID)
 	}
-
-	fds := make([]int, 0, c.Conns)
-	defer func() { closeAll(fds) }()
 	var connecting, brokerCPU, genCPU time.Duration
-	prog := newProgress(c.Progress, "conns", time.Duration(c.Conns))
+	prog := newProgress(c.Progress, res.Scenario, time.Duration(c.Conns))
+	have := 0
 	for _, target := range connSteps(c.Conns) {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		b0, _ := procCPUOpt(c.BrokerPID)
 		g0 := selfCPU()
 		t0 := time.Now()
-		got, err := st.open(ctx, len(fds), target-len(fds), c.Loops)
+		n, err := open(have, target-have)
+		have = n
 		connecting += time.Since(t0)
 		genCPU += selfCPU() - g0
 		b1, _ := procCPUOpt(c.BrokerPID)
 		brokerCPU += b1 - b0
 		if err != nil {
 			prog.done()
-			return nil, fmt.Errorf("bench: conns: after %d connections: %w", len(fds), err)
+			return fmt.Errorf("bench: %s: after %d connections: %w", res.Scenario, have, err)
 		}
-		fds = append(fds, got...)
-		prog.show(time.Duration(len(fds)), 0, int64(len(fds)))
+		prog.show(time.Duration(have), 0, int64(have))
 		if c.BrokerPID > 0 {
 			rss := settle()
 			step := ConnStep{Conns: target, RSSKiB: rss, KiBPerConn: float64(rss-rss0) / float64(target)}
@@ -93,8 +118,6 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		res.BrokerCPU = brokerCPU.Seconds() / connecting.Seconds()
 	}
 
-	// Hold them idle, pinging within the keepalive; the broker's CPU
-	// meanwhile is what idle connections cost it.
 	idle0, _ := procCPUOpt(c.BrokerPID)
 	held0 := time.Now()
 	hold := time.NewTimer(c.Duration)
@@ -104,12 +127,12 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 	for held := false; !held; {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-hold.C:
 			held = true
 		case <-ping.C:
-			if err := pingAll(fds); err != nil {
-				return nil, err
+			if err := pingAll(); err != nil {
+				return err
 			}
 		}
 	}
@@ -119,14 +142,7 @@ func runConns(ctx context.Context, c Config) (*Result, error) {
 		res.BrokerRSSKiB, _ = ProcRSS(c.BrokerPID)
 		res.KiBPerConn = float64(res.BrokerRSSKiB-rss0) / float64(c.Conns)
 	}
-	// A broker that dropped idle connections shows it here: a read must
-	// find nothing (or PINGRESPs) rather than the end of the stream.
-	if dropped := countClosed(fds[:min(len(fds), 100)]); dropped > 0 {
-		err := fmt.Errorf("bench: conns: the broker closed %d of the first 100 idle connections", dropped)
-		res.Error = err.Error()
-		return res, err
-	}
-	return res, nil
+	return nil
 }
 
 // pingAll sends a PINGREQ on every connection. The PINGRESPs are left

@@ -37,16 +37,6 @@ func runTLSConns(ctx context.Context, c Config) (*Result, error) {
 	tc.ClientSessionCache = nil
 	d.tls = tc
 	id := fmt.Sprintf("tlsconns-%06x-", rand.Uint32()&0xffffff)
-	settle := func() int64 {
-		if c.BrokerPID == 0 {
-			return 0
-		}
-		time.Sleep(500 * time.Millisecond)
-		rss, _ := ProcRSS(c.BrokerPID)
-		return rss
-	}
-	rss0 := settle()
-
 	var mu sync.Mutex
 	conns := make([]net.Conn, 0, c.Conns)
 	defer func() {
@@ -54,27 +44,18 @@ func runTLSConns(ctx context.Context, c Config) (*Result, error) {
 			nc.Close()
 		}
 	}()
-	var connecting, brokerCPU, genCPU time.Duration
-	prog := newProgress(c.Progress, c.Scenario, time.Duration(c.Conns))
+	connect := d.connect
+	if c.Scenario == "wss-conns" {
+		connect = d.connectWS
+	}
 	// Enough handshakes in flight to keep the broker's cores busy.
 	workers := 4 * c.Loops
-	for _, target := range connSteps(c.Conns) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		b0, _ := procCPUOpt(c.BrokerPID)
-		g0 := selfCPU()
-		t0 := time.Now()
-		from := len(conns)
-		err := parallel(target-from, workers, func(i int) error {
+	open := func(have, n int) (int, error) {
+		err := parallel(n, workers, func(i int) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			connect := d.connect
-			if c.Scenario == "wss-conns" {
-				connect = d.connectWS
-			}
-			nc, err := connect(fmt.Sprintf("%s%07d", id, from+i), c.Version, idleKeepAlive)
+			nc, err := connect(fmt.Sprintf("%s%07d", id, have+i), c.Version, idleKeepAlive)
 			if err != nil {
 				return err
 			}
@@ -83,51 +64,18 @@ func runTLSConns(ctx context.Context, c Config) (*Result, error) {
 			mu.Unlock()
 			return nil
 		})
-		connecting += time.Since(t0)
-		genCPU += selfCPU() - g0
-		b1, _ := procCPUOpt(c.BrokerPID)
-		brokerCPU += b1 - b0
-		if err != nil {
-			prog.done()
-			return nil, fmt.Errorf("bench: %s: after %d connections: %w", c.Scenario, len(conns), err)
-		}
-		prog.show(time.Duration(len(conns)), 0, int64(len(conns)))
-		if c.BrokerPID > 0 {
-			rss := settle()
-			res.Steps = append(res.Steps, ConnStep{Conns: target, RSSKiB: rss,
-				KiBPerConn: float64(rss-rss0) / float64(target)})
-		}
+		return len(conns), err
 	}
-	prog.done()
-	res.Seconds = connecting.Seconds()
-	res.ConnectRate = float64(c.Conns) / connecting.Seconds()
-	res.GenCPU = genCPU.Seconds() / connecting.Seconds()
-	if c.BrokerPID > 0 {
-		res.BrokerCPU = brokerCPU.Seconds() / connecting.Seconds()
-	}
-
-	// Hold them idle, pinging within the keepalive.
-	hold := time.NewTimer(c.Duration)
-	defer hold.Stop()
-	pinger := time.NewTicker(idleKeepAlive * time.Second / 2)
-	defer pinger.Stop()
-	for held := false; !held; {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-hold.C:
-			held = true
-		case <-pinger.C:
-			for _, nc := range conns {
-				if err := ping(nc); err != nil {
-					return nil, fmt.Errorf("bench: %s: keepalive: %w", c.Scenario, err)
-				}
+	pingAll := func() error {
+		for _, nc := range conns {
+			if err := ping(nc); err != nil {
+				return fmt.Errorf("bench: %s: keepalive: %w", c.Scenario, err)
 			}
 		}
+		return nil
 	}
-	if c.BrokerPID > 0 {
-		res.BrokerRSSKiB, _ = ProcRSS(c.BrokerPID)
-		res.KiBPerConn = float64(res.BrokerRSSKiB-rss0) / float64(c.Conns)
+	if err := connectAndHold(ctx, &c, res, open, pingAll); err != nil {
+		return nil, err
 	}
 	// A broker that dropped idle connections shows it here: a PINGREQ must
 	// be answered on each of the first 100.
