@@ -67,13 +67,9 @@ func createClient(o *op, a args) (any, string) {
 	if bad {
 		return nil, "Invalid/missing client id"
 	}
-	textName, _, bad := a.optStr("textname")
-	if bad {
-		return nil, "Invalid/missing textname"
-	}
-	textDesc, _, bad := a.optStr("textdescription")
-	if bad {
-		return nil, "Invalid/missing textdescription"
+	textName, textDesc, e := a.texts()
+	if e != "" {
+		return nil, e
 	}
 	if o.st.clients[username] != nil {
 		return nil, "Client already exists"
@@ -357,13 +353,9 @@ func createGroup(o *op, a args) (any, string) {
 	if !ok {
 		return nil, "Invalid/missing groupname"
 	}
-	textName, _, bad := a.optStr("textname")
-	if bad {
-		return nil, "Invalid/missing textname"
-	}
-	textDesc, _, bad := a.optStr("textdescription")
-	if bad {
-		return nil, "Invalid/missing textdescription"
+	textName, textDesc, e := a.texts()
+	if e != "" {
+		return nil, e
 	}
 	if o.st.groups[name] != nil {
 		return nil, "Group already exists"
@@ -614,13 +606,9 @@ func createRole(o *op, a args) (any, string) {
 	if !ok {
 		return nil, "Invalid/missing rolename"
 	}
-	textName, _, bad := a.optStr("textname")
-	if bad {
-		return nil, "Invalid/missing textname"
-	}
-	textDesc, _, bad := a.optStr("textdescription")
-	if bad {
-		return nil, "Invalid/missing textdescription"
+	textName, textDesc, e := a.texts()
+	if e != "" {
+		return nil, e
 	}
 	if o.st.roles[name] != nil {
 		return nil, "Role already exists"

@@ -35,6 +35,20 @@ func (a args) str(key string) (string, bool) {
 	return s, true
 }
 
+// texts reads the optional textname and textdescription of a create
+// command, or the error mosquitto answers when one is not a string.
+func (a args) texts() (name, desc, e string) {
+	name, _, bad := a.optStr("textname")
+	if bad {
+		return "", "", "Invalid/missing textname"
+	}
+	desc, _, bad = a.optStr("textdescription")
+	if bad {
+		return "", "", "Invalid/missing textdescription"
+	}
+	return name, desc, ""
+}
+
 // optStr is an optional string field: bad when present but not a string.
 func (a args) optStr(key string) (s string, present, bad bool) {
 	if _, ok := a.raw(key); !ok {
