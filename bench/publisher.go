@@ -124,7 +124,9 @@ func (p *windowPublisher) traffic(c gnet.Conn) gnet.Action {
 			p.out = append(p.out, 0x62, 2, byte(p.pkt.PacketID>>8), byte(p.pkt.PacketID))
 		}
 	}
-	_, _ = c.Discard(used)
+	if used > 0 { // gnet's Discard(0) discards everything buffered, a partial frame too
+		_, _ = c.Discard(used)
+	}
 	p.inflight -= int(acked)
 	if acked > 0 {
 		p.acked.Add(acked)

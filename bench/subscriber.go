@@ -47,7 +47,9 @@ func (s *subscriber) traffic(c gnet.Conn) gnet.Action {
 		s.err.set(err)
 		return gnet.Close
 	}
-	_, _ = c.Discard(used)
+	if used > 0 { // gnet's Discard(0) discards everything buffered, a partial frame too
+		_, _ = c.Discard(used)
+	}
 	if len(s.out) > 0 {
 		_, _ = c.Write(s.out) // gnet copies what it cannot send now
 		s.out = s.out[:0]
