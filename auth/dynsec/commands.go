@@ -1,5 +1,7 @@
 package dynsec
 
+import "sort"
+
 // The commands of mosquitto_ctrl_dynsec(1), with the plugin's error
 // messages. Each changes o.st and lists whom the change must disconnect.
 
@@ -7,9 +9,24 @@ package dynsec
 // replies as in its file.
 type refOut = refJS
 
+// ordered is refs in mosquitto's order, which its answers and its file
+// show and in which it applies roles: by priority, highest first, then by
+// name for role and group lists (byPriority), by name alone for a group's
+// clients.
+func ordered(refs []RoleRef, byPriority bool) []RoleRef {
+	rs := append([]RoleRef(nil), refs...)
+	sort.SliceStable(rs, func(i, j int) bool {
+		if byPriority && rs[i].Priority != rs[j].Priority {
+			return rs[i].Priority > rs[j].Priority
+		}
+		return rs[i].Name < rs[j].Name
+	})
+	return rs
+}
+
 func refsOut(refs []RoleRef, kind string) []refOut {
 	out := []refOut{}
-	for _, r := range refs {
+	for _, r := range ordered(refs, kind != "client") {
 		j := refOut{}
 		switch kind {
 		case "role":
@@ -329,8 +346,8 @@ type groupOut struct {
 
 func groupJSON(g *Group) groupOut {
 	clients := []refOut{}
-	for _, c := range g.Clients {
-		clients = append(clients, refOut{Username: c.Name})
+	for _, c := range ordered(g.Clients, false) {
+		clients = append(clients, refOut{Username: c.Name}) // without their priorities, as mosquitto
 	}
 	return groupOut{Groupname: g.Name, TextName: g.TextName, TextDescription: g.TextDescription,
 		Clients: clients, Roles: refsOut(g.Roles, "role")}

@@ -174,8 +174,8 @@ type response struct {
 }
 
 // Control implements session.ControlHandler: it runs the commands of one
-// PUBLISH to Topic, publishes the responses, then saves the file and
-// disconnects the clients the changes affect.
+// PUBLISH to Topic, disconnects the clients the changes affect, and
+// publishes the responses once the file is saved with the changes.
 func (d *Dynsec) Control(ci *session.ClientInfo, topic string, payload []byte) {
 	if topic != Topic {
 		return
@@ -197,8 +197,8 @@ func (d *Dynsec) Control(ci *session.ClientInfo, topic string, payload []byte) {
 		}
 	}
 	b, err := json.Marshal(map[string]any{"responses": responses})
-	if err == nil && d.Publish != nil {
-		d.Publish(Topic+"/response", b)
+	if err == nil {
+		d.answer(b)
 	}
 }
 

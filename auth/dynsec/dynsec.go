@@ -126,6 +126,12 @@ type Dynsec struct {
 	mu     sync.Mutex
 	st     *state
 	closed bool // Close was called: nothing more is saved
+	// Responses wait for the save of what they report, as mosquitto answers
+	// only once its file is written (a client that stops the broker when it
+	// has the answer finds the change on disk). Guarded by mu.
+	unsaved bool     // a change no save has taken yet
+	holding bool     // the saver holds responses it has not published yet
+	pending [][]byte // responses to publish after the next save, in order
 
 	snap atomic.Pointer[snapshot]
 
@@ -377,6 +383,8 @@ func (d *Dynsec) saver() {
 	for range d.saveWant {
 		d.mu.Lock()
 		b, err := d.st.marshal()
+		answers := d.pending
+		d.pending, d.unsaved, d.holding = nil, false, true
 		d.mu.Unlock()
 		if err == nil {
 			err = writeAtomic(d.path, b)
@@ -385,6 +393,18 @@ func (d *Dynsec) saver() {
 			d.log.Printf("Error: dynsec: saving %s: %v", d.path, err)
 			d.saveErr.Store(&err)
 		}
+		d.publishAll(answers)
+		// Answers queued behind these that no change waits for go now; those
+		// behind a newer change wait for its save (saveWant is signalled).
+		d.mu.Lock()
+		for !d.unsaved && len(d.pending) > 0 {
+			answers, d.pending = d.pending, nil
+			d.mu.Unlock()
+			d.publishAll(answers)
+			d.mu.Lock()
+		}
+		d.holding = d.unsaved
+		d.mu.Unlock()
 		select {
 		case d.saved <- struct{}{}:
 		default:
@@ -392,11 +412,34 @@ func (d *Dynsec) saver() {
 	}
 }
 
+func (d *Dynsec) publishAll(answers [][]byte) {
+	for _, b := range answers {
+		if d.Publish != nil {
+			d.Publish(Topic+"/response", b)
+		}
+	}
+}
+
+// answer publishes a response, or queues it behind a save still due (of
+// its own change or an earlier one), so that responses keep their order
+// and each one is sent once the file holds what it reports.
+func (d *Dynsec) answer(b []byte) {
+	d.mu.Lock()
+	if d.unsaved || d.holding {
+		d.pending = append(d.pending, b)
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	d.publishAll([][]byte{b})
+}
+
 // save asks the saver to write the file (coalesced). Assumes d.mu is held.
 func (d *Dynsec) save() {
 	if d.closed {
 		return
 	}
+	d.unsaved = true
 	select {
 	case d.saveWant <- struct{}{}:
 	default:

@@ -2,12 +2,14 @@ package dynsec
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/midge-mqtt/midge/auth"
 	"github.com/midge-mqtt/midge/session"
@@ -212,17 +214,24 @@ func FuzzControl(f *testing.F) {
 	f.Add([]byte(`{"commands":"nope"}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		d := openString(t, initFile)
-		n := 0
-		d.Publish = func(topic string, b []byte) {
-			n++
+		got := make(chan []byte, 2)
+		d.Publish = func(topic string, b []byte) { got <- b }
+		d.Control(&session.ClientInfo{ClientID: "c", Username: "admin", HasUsername: true}, Topic, payload)
+		// A response that reports a change comes once the file is saved,
+		// from the saver.
+		select {
+		case b := <-got:
 			var v struct{ Responses []map[string]any }
 			if err := json.Unmarshal(b, &v); err != nil {
 				t.Fatalf("response not JSON: %v: %s", err, b)
 			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no response")
 		}
-		d.Control(&session.ClientInfo{ClientID: "c", Username: "admin", HasUsername: true}, Topic, payload)
-		if n != 1 {
-			t.Fatalf("%d responses, want 1", n)
+		select {
+		case <-got:
+			t.Fatal("two responses, want 1")
+		case <-time.After(time.Millisecond):
 		}
 		d.mu.Lock()
 		b, err := d.st.marshal()
@@ -234,4 +243,86 @@ func FuzzControl(f *testing.F) {
 			t.Fatalf("the state does not read back: %v\n%s", err, b)
 		}
 	})
+}
+
+// TestAnswerAfterSave: a response that reports a change comes once the file
+// holds it, and responses keep the order of their commands, as mosquitto
+// answers after writing its file (its own tests stop the broker as soon as
+// they have the answer, then read the change back).
+func TestAnswerAfterSave(t *testing.T) {
+	d := openString(t, initFile)
+	got := make(chan string, 8)
+	d.Publish = func(topic string, b []byte) {
+		file, _ := os.ReadFile(d.path)
+		got <- fmt.Sprintf("%s saved=%v", b, strings.Contains(string(file), `"username":	"u1"`) || strings.Contains(string(file), `"username": "u1"`))
+	}
+	admin := &session.ClientInfo{ClientID: "c", Username: "admin", HasUsername: true}
+	d.Control(admin, Topic, []byte(`{"commands":[{"command":"createClient","username":"u1","correlationData":"1"}]}`))
+	d.Control(admin, Topic, []byte(`{"commands":[{"command":"listClients","correlationData":"2"}]}`))
+	for i, want := range []string{`"correlationData":"1"}]} saved=true`, `"correlationData":"2"}]} saved=true`} {
+		select {
+		case s := <-got:
+			if !strings.HasSuffix(s, want) {
+				t.Fatalf("response %d: %s, want …%s", i+1, s, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("response %d did not come", i+1)
+		}
+	}
+}
+
+// TestListOrder: role and group lists are shown (and applied) by priority,
+// highest first, then by name; a group's clients by name, as mosquitto
+// keeps its lists (14-dynsec-role.py adds basic2 before basic).
+func TestListOrder(t *testing.T) {
+	d := openString(t, initFile)
+	got := make(chan []byte, 8)
+	d.Publish = func(topic string, b []byte) { got <- b }
+	admin := &session.ClientInfo{ClientID: "c", Username: "admin", HasUsername: true}
+	d.Control(admin, Topic, []byte(`{"commands":[
+		{"command":"createClient","username":"zed"},{"command":"createClient","username":"amy"},
+		{"command":"createRole","rolename":"basic2"},{"command":"createRole","rolename":"basic"},{"command":"createRole","rolename":"low"},{"command":"createRole","rolename":"high"},
+		{"command":"createGroup","groupname":"g"},
+		{"command":"addClientRole","username":"amy","rolename":"low","priority":-5},
+		{"command":"addClientRole","username":"amy","rolename":"basic2"},
+		{"command":"addClientRole","username":"amy","rolename":"basic"},
+		{"command":"addClientRole","username":"amy","rolename":"high","priority":7},
+		{"command":"addGroupClient","groupname":"g","username":"zed"},
+		{"command":"addGroupClient","groupname":"g","username":"amy"},
+		{"command":"getClient","username":"amy"},{"command":"getGroup","groupname":"g"}]}`))
+	var v struct {
+		Responses []struct {
+			Error string
+			Data  struct {
+				Client struct{ Roles []struct{ Rolename string } }
+				Group  struct{ Clients []struct{ Username string } }
+			}
+		}
+	}
+	select {
+	case b := <-got:
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no response")
+	}
+	var roles, clients []string
+	for _, r := range v.Responses {
+		if r.Error != "" {
+			t.Fatalf("error %q", r.Error)
+		}
+		for _, x := range r.Data.Client.Roles {
+			roles = append(roles, x.Rolename)
+		}
+		for _, x := range r.Data.Group.Clients {
+			clients = append(clients, x.Username)
+		}
+	}
+	if got, want := strings.Join(roles, ","), "high,basic,basic2,low"; got != want {
+		t.Errorf("client roles %s, want %s", got, want)
+	}
+	if got, want := strings.Join(clients, ","), "amy,zed"; got != want {
+		t.Errorf("group clients %s, want %s", got, want)
+	}
 }

@@ -1,7 +1,6 @@
 package dynsec
 
 import (
-	"sort"
 	"strings"
 
 	"github.com/midge-mqtt/midge/auth"
@@ -46,14 +45,7 @@ func compile(st *state) *snapshot {
 	for name, c := range st.clients {
 		cc := &compiled{disabled: c.Disabled, clientID: c.ClientID, pw: c.pw}
 		cc.addRoles(st, c.Roles)
-		groups := groupsOf[name]
-		sort.SliceStable(groups, func(i, j int) bool {
-			if groups[i].Priority != groups[j].Priority {
-				return groups[i].Priority > groups[j].Priority
-			}
-			return groups[i].Name < groups[j].Name
-		})
-		for _, g := range groups {
+		for _, g := range ordered(groupsOf[name], true) {
 			cc.addRoles(st, st.groups[g.Name].Roles)
 		}
 		s.clients[name] = cc
@@ -65,11 +57,10 @@ func compile(st *state) *snapshot {
 	return s
 }
 
-// addRoles appends the ACLs of roles, highest priority first.
+// addRoles appends the ACLs of roles, highest priority first (then by
+// name, as mosquitto orders a role list).
 func (cc *compiled) addRoles(st *state, roles []RoleRef) {
-	rs := append([]RoleRef(nil), roles...)
-	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Priority > rs[j].Priority })
-	for _, ref := range rs {
+	for _, ref := range ordered(roles, true) {
 		r := st.roles[ref.Name]
 		if r == nil {
 			continue

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -71,6 +72,10 @@ func mainErr(tree, midge, mosq, listPath, brokers, run string, jobs int, timeout
 	if err := os.Chmod(dir, 0o1777); err != nil {
 		return err
 	}
+	// So are the folders the tests make for them (the dynsec tests' PORT/,
+	// where the plugin saves its file): with a umask of 022 the broker could
+	// not write there, and both brokers failed those tests.
+	syscall.Umask(0)
 	bins := map[string]string{"mosquitto": mosq, "midge": midge}
 	cols := strings.Split(brokers, ",")
 	results := make(map[string]map[string]result)
