@@ -58,6 +58,7 @@ func TestClusterSessions(t *testing.T) {
 func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 	var got sync.Map // payload → struct{}
 	var received atomic.Int64
+	var copies dupCount
 	open := func(addr string, clean bool) *client.Client {
 		o := client.Options{Addr: addr, ClientID: "mover", Version: codec.Version5, CleanStart: clean, MaxInflight: 100}
 		o.Props.SessionExpiry = 600
@@ -66,6 +67,7 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 		c.OnMessage = func(m *client.Message) {
 			got.Store(string(m.Payload), struct{}{})
 			received.Add(1)
+			copies.add(m)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -129,9 +131,14 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 		}
 		missing = left
 	}
-	t.Logf("%d acknowledged, %d received, %d relayed by the old nodes", len(want), received.Load(), relayed()-before)
+	fresh, resent := copies.duplicates()
+	t.Logf("%d acknowledged, %d received, %d relayed by the old nodes; duplicates: %d sent as new, %d resent (DUP 1)",
+		len(want), received.Load(), relayed()-before, fresh, resent)
 	if len(missing) > 0 {
 		t.Fatalf("%d acknowledged messages lost, first %v", len(missing), missing[:min(len(missing), 20)])
+	}
+	if fresh > 0 {
+		t.Fatalf("%d messages delivered twice as new (DUP 0): each is sent once across a takeover", fresh)
 	}
 }
 
