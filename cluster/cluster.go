@@ -371,6 +371,9 @@ func (n *Node) receive(msg *nats.Msg) {
 			return
 		}
 		body = b
+	case kindCut:
+		n.cutOver(string(data[1:])) // relay.go
+		return
 	default:
 		n.log.Printf("cluster %s: dropped a forwarded message of unknown kind %q", n.cfg.Name, data[0])
 		return
@@ -386,12 +389,19 @@ func (n *Node) receive(msg *nats.Msg) {
 }
 
 // deliver routes one forwarded message to this node's subscribers.
-func (n *Node) deliver(token uint32, p *codec.Packet) {
+func (n *Node) deliver(token uint32, fid uint64, client []byte, p *codec.Packet) {
 	n.Stats.ReceivedMsgs.Add(1)
-	relayed := token == relayToken // passed on once already: never again (relay.go)
-	if relayed {
-		token = 0
+	if n.relay.active.Load() > 0 || token == relayToken {
+		n.deliverMoving(token, fid, client, p) // relay.go: a session moves
+		return
 	}
+	n.deliverDirect(token, fid, p)
+}
+
+// deliverDirect routes a forwarded message to this node's subscribers: its
+// ordinary ones (token 0), or the pick among its members of a shared
+// subscription.
+func (n *Node) deliverDirect(token uint32, fid uint64, p *codec.Packet) {
 	shared := ""
 	if token != 0 {
 		n.imu.Lock()
@@ -401,11 +411,8 @@ func (n *Node) deliver(token uint32, p *codec.Packet) {
 			return // its group left this node meanwhile
 		}
 	}
-	if _, slow := n.b.RouteForwardedHeld(p, shared, &n.recvRes, n.isLocal, n.cur.hb); slow {
+	if _, slow := n.b.RouteForwardedHeld(p, fid, shared, &n.recvRes, n.isLocal, n.cur.hb); slow {
 		n.holdSender(n.cur)
-	}
-	if token == 0 && !relayed && n.relay.active.Load() > 0 {
-		n.relayOut(p) // relay.go: a session that moved to another node
 	}
 }
 
@@ -470,6 +477,8 @@ func (n *Node) stats() []session.Stat {
 		{Name: "cluster/bytes/received", Help: "Bytes of the NATS messages received from other nodes.", Value: s.ReceivedBytes.Load(), Counter: true},
 		{Name: "cluster/holds/received", Help: "Times another node asked this one to hold its publishers back.", Value: s.HoldsReceived.Load(), Counter: true},
 		{Name: "cluster/messages/relayed", Help: "Messages passed on to the node a session moved to during its takeover.", Value: s.RelayedMsgs.Load(), Counter: true},
+		{Name: "cluster/messages/duplicates-dropped", Help: "Second copies of a message not delivered to a session taken over from another node (it came both relayed and directly).", Value: n.b.Stats.DuplicatesDropped.Load(), Counter: true},
+		{Name: "cluster/sessions/uncut-handovers", Help: "Sessions handed over without waiting for the forwards received before (intake behind): a message may come twice.", Value: n.relay.cuts.Load(), Counter: true},
 		{Name: "cluster/watch/restarts", Help: "Watches of the cluster's buckets made again after they ended or stalled.", Value: s.WatchRestarts.Load(), Counter: true},
 		{Name: "cluster/retained/replicated", Help: "Retained changes applied from the cluster's bucket.", Value: s.RetainedReplicas.Load(), Counter: true},
 	}

@@ -21,30 +21,45 @@ import (
 //     already). The bucket is one ordered stream: every node then applies
 //     B's put before A's delete, and no node is ever left with neither
 //     route for a moment.
-//   - Whatever A receives for those filters from the handover on is
-//     passed on to B as a forward, kept by A until B says it has installed
-//     the session ("done", op 2 on A's take subject, after Install), sent
-//     at once afterwards, until relayGrace after the last pin went (a
-//     forward in flight from a node that was behind).
+//   - A hands the session over on its receive goroutine, between two
+//     forwarded messages (the take request sends A's own subject a cut
+//     marker and waits for it): each forward A received before went into
+//     the session and so into the state handed over, each one after is
+//     passed on to B, never both.
+//   - What A passes on goes to B as a relayed record, for that session
+//     only, kept by A until B says it has installed the session ("done",
+//     op 2 on A's take subject, after Install), sent at once afterwards,
+//     until relayGrace after the last pin went (a forward in flight from a
+//     node that was behind).
+//   - A node that had both routes for a while forwarded the same message
+//     to A and to B: B sees it twice, by the forward id every copy carries
+//     (wire.go), and delivers it to the session once, whichever copy comes
+//     first (session.DedupFor); and so a message published on B and
+//     passed back by A. B remembers the ids for dedupFor after the
+//     install (the last 4,096 to 8,192 of them).
 //
-// A message that A delivered into the session just before the handover
-// may be relayed too: a duplicate, never a loss. Costs one atomic load per
-// forwarded message while no session is moving.
+// Costs one atomic load per forwarded message while no session is moving.
 const (
 	relayGrace = 2 * time.Second
 	relayMax   = 15 * time.Second // a B that never says done
 	takeDone   = 2                // op of a take request: B installed the session
-	// relayToken is the token of a relayed record: for the node's ordinary
-	// subscribers, and not to be relayed again (two sessions' relays
-	// between the same two nodes, one each way, would pass it back and
-	// forth). A node's own shared tokens count up from 1, never this far.
+	// relayToken is the token of a relayed record: for the session it
+	// names only, and not to be relayed again. A node's own shared tokens
+	// count up from 1, never this far.
 	relayToken = 1<<32 - 1
+	// cutWait bounds the take request's wait for its cut marker (a receive
+	// goroutine far behind): then it hands over at once, and a message may
+	// come twice.
+	cutWait = time.Second
+	// dedupFor: how long B remembers the ids (A relays at most relayMax).
+	dedupFor = relayMax + relayGrace
 )
 
 type relays struct {
 	mu     sync.Mutex
-	active atomic.Int32
+	active atomic.Int32      // sessions relayed away
 	m      map[string]*moved // client id → its relay (guarded by mu)
+	cuts   atomic.Int64      // handovers without their cut marker in time
 }
 
 // moved is a session handed over from this node.
@@ -55,8 +70,15 @@ type moved struct {
 	pinned  map[string]bool // filters whose interest this relay holds
 	buf     []byte          // records kept until done
 	ready   bool            // B installed it: relay at once
+	cut     bool            // handed over: what comes now is relayed
 	until   time.Time       // relaying ends (zero: pins left)
 	timer   *time.Timer
+
+	// The handover on the receive goroutine (cutOver), once.
+	handing atomic.Bool
+	handed  chan struct{}
+	state   []byte
+	found   bool
 }
 
 // relayStart begins relaying id's messages to node to and pins its
@@ -66,7 +88,7 @@ func (n *Node) relayStart(id, to string) *moved {
 	if !ok {
 		return nil
 	}
-	m := &moved{id: id, to: to, pinned: map[string]bool{}}
+	m := &moved{id: id, to: to, pinned: map[string]bool{}, handed: make(chan struct{})}
 	n.imu.Lock()
 	for _, f := range fs {
 		if _, _, shared := trie.ParseShared(f); shared || isSys(f) {
@@ -203,37 +225,97 @@ func (n *Node) relayDone(id, to string) {
 	}
 }
 
-// relayOut passes a forwarded message on to the nodes that sessions it
-// matches moved to. Receive goroutine.
-func (n *Node) relayOut(p *codec.Packet) {
+// handOver hands id's session over to node to, its state returned, and
+// starts relaying what comes after for it (m, from relayStart; nil: no
+// relay). Take subscription's goroutine.
+func (n *Node) handOver(m *moved, id string) (state []byte, found bool) {
+	if m == nil {
+		return n.b.HandOver(id, true)
+	}
+	n.send(n.prefix+"n."+n.cfg.NodeName, append([]byte{kindCut}, id...))
+	select {
+	case <-m.handed:
+		return m.state, m.found
+	case <-time.After(cutWait):
+	}
+	if !m.handing.CompareAndSwap(false, true) {
+		<-m.handed // the receive goroutine is at it
+		return m.state, m.found
+	}
+	n.relay.cuts.Add(1)
+	n.log.Printf("cluster %s: session %q handed over without its cut (the forwards' intake is behind): a message may come twice", n.cfg.Name, id)
+	n.relay.mu.Lock()
+	m.cut = true // before: a message routed meanwhile must not be lost
+	n.relay.mu.Unlock()
+	m.state, m.found = n.b.HandOver(id, true)
+	close(m.handed)
+	return m.state, m.found
+}
+
+// cutOver is the cut marker for id's handover: the receive goroutine hands
+// the session over between two forwarded messages.
+func (n *Node) cutOver(id string) {
+	n.relay.mu.Lock()
+	m := n.relay.m[id]
+	n.relay.mu.Unlock()
+	if m == nil || !m.handing.CompareAndSwap(false, true) {
+		return
+	}
+	m.state, m.found = n.b.HandOver(id, true)
+	n.relay.mu.Lock()
+	m.cut = true
+	n.relay.mu.Unlock()
+	close(m.handed)
+}
+
+// relayOut passes a forwarded message (forward id fid) on to the nodes that
+// sessions it matches moved to. Receive goroutine.
+func (n *Node) relayOut(p *codec.Packet, fid uint64) {
 	topic := string(p.Topic)
 	now := time.Now()
 	n.relay.mu.Lock()
 	defer n.relay.mu.Unlock()
 	for _, m := range n.relay.m {
-		if !m.until.IsZero() && now.After(m.until) {
+		if !m.cut || !m.until.IsZero() && now.After(m.until) {
 			continue
 		}
-		match := false
-		for _, f := range m.filters {
-			if trie.MatchFilter(f, topic) {
-				match = true
-				break
-			}
-		}
-		if !match {
+		if !matchAny(m.filters, topic) {
 			continue
 		}
-		if len(m.buf) == 0 {
-			m.buf = append(m.buf, kindBatch)
-		}
-		m.buf = binary.AppendUvarint(m.buf, relayToken)
-		m.buf = p.Encode(m.buf, codec.Version5)
+		m.buf = appendRelayed(m.buf, p, fid, m.id)
 		n.Stats.RelayedMsgs.Add(1)
 		if m.ready {
 			n.send(n.prefix+"n."+m.to, m.buf)
-			m.buf = nil
+			m.buf = m.buf[:0]
 		}
+	}
+}
+
+func matchAny(filters []string, topic string) bool {
+	for _, f := range filters {
+		if trie.MatchFilter(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// relayArrive: id's session was handed over to this node with its state;
+// for dedupFor it takes a message that comes both directly and relayed
+// once.
+func (n *Node) relayArrive(id string) { n.b.DedupFor(id, dedupFor) }
+
+// deliverMoving is deliver while sessions move: a relayed record goes to
+// its session only; what matches a session that left is relayed. Receive
+// goroutine.
+func (n *Node) deliverMoving(token uint32, fid uint64, client []byte, p *codec.Packet) {
+	if token == relayToken {
+		n.b.RouteForwardedTo(p, fid, string(client), &n.recvRes)
+		return
+	}
+	n.deliverDirect(token, fid, p)
+	if token == 0 {
+		n.relayOut(p, fid)
 	}
 }
 

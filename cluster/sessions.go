@@ -335,6 +335,7 @@ func (n *Node) claim(id string, cleanStart bool, expiry uint32) byte {
 		if err := n.b.Install(id, state, nil, false); err != nil {
 			n.log.Printf("cluster %s: session %q handed over unreadable: %v", n.cfg.Name, id, err)
 		}
+		n.relayArrive(id) // relay.go: before the old node relays to it
 		// The old node passes on what it kept for the session meanwhile.
 		_, _ = n.nc.Request(n.prefix+"take."+from, takeReq(takeDone, n.cfg.NodeName, id), 2*time.Second)
 	case dead != nil:
@@ -370,7 +371,13 @@ func (n *Node) takeRequest(msg *nats.Msg) {
 	if resume {
 		m = n.relayStart(id, node) // before the handover: nothing between is lost
 	}
-	state, found := n.b.HandOver(id, resume)
+	var state []byte
+	var found bool
+	if resume {
+		state, found = n.handOver(m, id) // relay.go: on the receive goroutine
+	} else {
+		state, found = n.b.HandOver(id, false)
+	}
 	switch {
 	case !found:
 		n.relayCancel(m)

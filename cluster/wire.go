@@ -14,17 +14,26 @@ import (
 // subject of the receiving node. The MQTT topic travels inside the payload,
 // never in the subject, so every topic arrives byte-identical.
 //
-//	batch: 'B' record...
-//	record: uvarint token, then the message as an MQTT 5 PUBLISH frame
+//	batch: 'B' base(8) record...
+//	record: uvarint token, uvarint id-base, [relayed: uvarint length,
+//	        client id], then the message as an MQTT 5 PUBLISH frame
 //	        (QoS, RETAIN as published, forwarded properties, expiry left)
 //	chunk: 'C' id(8) total(4) offset(4) bytes: a piece of a batch's records
 //	       too large for one NATS message, reassembled by (sender, id)
+//	cut: 'T' client id: the node's own marker for a takeover (relay.go)
 //
-// token 0: for the node's ordinary subscribers; else the shared subscription
-// (the node's own token for it, from its route) whose pick fell on the node.
+// token 0: for the node's ordinary subscribers; relayToken: passed on by
+// the node a session left, for that session only (its client id follows);
+// else the shared subscription (the node's own token for it, from its
+// route) whose pick fell on the node. id is the message's forward id
+// (session.Message.ForwardID), the same in every node's copy: the node a
+// session moved to sees by it a message that came both ways. base is the
+// batch's first id, so the others take a byte or two.
 const (
 	kindBatch    = 'B'
 	kindChunk    = 'C'
+	kindCut      = 'T'
+	batchHeader  = 1 + 8
 	chunkHeader  = 1 + 8 + 4 + 4
 	maxChunkBody = 256 << 20 // a whole batch: at most one MQTT packet's worth, plus headers
 )
@@ -34,10 +43,12 @@ var errWire = errors.New("cluster: malformed forwarded batch")
 // appendRecord encodes m onto dst (a batch: its kind byte first).
 // Allocation-free: the packet is built in place on the stack.
 func appendRecord(dst []byte, m *session.Message, token uint32, now int64) []byte {
+	id := m.ForwardID()
 	if len(dst) == 0 {
-		dst = append(dst, kindBatch)
+		dst = binary.BigEndian.AppendUint64(append(dst, kindBatch), id)
 	}
 	dst = binary.AppendUvarint(dst, uint64(token))
+	dst = binary.AppendUvarint(dst, id-binary.BigEndian.Uint64(dst[1:batchHeader]))
 	var p codec.Packet
 	fillPacket(&p, m, now)
 	return p.Encode(dst, codec.Version5)
@@ -58,9 +69,27 @@ func fillPacket(p *codec.Packet, m *session.Message, now int64) {
 	}
 }
 
+// appendRelayed encodes a relayed record (the batch's base is 0) of the
+// message with forward id id, for client id's session.
+func appendRelayed(dst []byte, p *codec.Packet, id uint64, client string) []byte {
+	if len(dst) == 0 {
+		dst = binary.BigEndian.AppendUint64(append(dst, kindBatch), 0)
+	}
+	dst = binary.AppendUvarint(dst, relayToken)
+	dst = binary.AppendUvarint(dst, id)
+	dst = binary.AppendUvarint(dst, uint64(len(client)))
+	dst = append(dst, client...)
+	return p.Encode(dst, codec.Version5)
+}
+
 // eachRecord calls fn for every record of a batch body (after the kind
-// byte). p's slices alias body.
-func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, p *codec.Packet)) error {
+// byte). p's slices and client alias body.
+func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, id uint64, client []byte, p *codec.Packet)) error {
+	if len(body) < batchHeader-1 {
+		return errWire
+	}
+	base := binary.BigEndian.Uint64(body)
+	body = body[batchHeader-1:]
 	dec := codec.Decoder{Version: codec.Version5}
 	for len(body) > 0 {
 		token, n := binary.Uvarint(body)
@@ -68,11 +97,24 @@ func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, p *codec.Pac
 			return errWire
 		}
 		body = body[n:]
+		off, n := binary.Uvarint(body)
+		if n <= 0 {
+			return errWire
+		}
+		body = body[n:]
+		var client []byte
+		if token == relayToken {
+			l, n := binary.Uvarint(body)
+			if n <= 0 || uint64(len(body)-n) < l {
+				return errWire
+			}
+			client, body = body[n:n+int(l)], body[n+int(l):]
+		}
 		used, err := dec.Decode(body, p)
 		if err != nil || p.Type != codec.PUBLISH {
 			return errWire
 		}
-		fn(uint32(token), p)
+		fn(uint32(token), base+off, client, p)
 		body = body[used:]
 	}
 	return nil

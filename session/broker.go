@@ -159,6 +159,7 @@ type Stats struct {
 	PublishReceived   atomic.Int64
 	PublishSent       atomic.Int64
 	PublishDropped    atomic.Int64
+	DuplicatesDropped atomic.Int64 // second copies of a message cut after a cluster takeover (DedupFor)
 	PublishBytesRecv  atomic.Int64 // payload bytes of PUBLISH received
 	PublishBytesSent  atomic.Int64
 	BytesReceived     atomic.Int64 // all bytes, counted by the transport
