@@ -389,10 +389,10 @@ func (n *Node) receive(msg *nats.Msg) {
 }
 
 // deliver routes one forwarded message to this node's subscribers.
-func (n *Node) deliver(token uint32, fid uint64, client []byte, p *codec.Packet) {
+func (n *Node) deliver(token uint32, fid uint64, client, shared []byte, p *codec.Packet) {
 	n.Stats.ReceivedMsgs.Add(1)
 	if n.relay.active.Load() > 0 || token == relayToken {
-		n.deliverMoving(token, fid, client, p) // relay.go: a session moves
+		n.deliverMoving(token, fid, client, shared, p) // relay.go: a session moves
 		return
 	}
 	n.deliverDirect(token, fid, p)
@@ -400,20 +400,22 @@ func (n *Node) deliver(token uint32, fid uint64, client []byte, p *codec.Packet)
 
 // deliverDirect routes a forwarded message to this node's subscribers: its
 // ordinary ones (token 0), or the pick among its members of a shared
-// subscription.
-func (n *Node) deliverDirect(token uint32, fid uint64, p *codec.Packet) {
+// subscription. It returns the number of deliveries.
+func (n *Node) deliverDirect(token uint32, fid uint64, p *codec.Packet) int {
 	shared := ""
 	if token != 0 {
 		n.imu.Lock()
 		shared = n.tokens[token]
 		n.imu.Unlock()
 		if shared == "" {
-			return // its group left this node meanwhile
+			return 0 // its group left this node meanwhile
 		}
 	}
-	if _, slow := n.b.RouteForwardedHeld(p, fid, shared, &n.recvRes, n.isLocal, n.cur.hb); slow {
+	k, slow := n.b.RouteForwardedHeld(p, fid, shared, &n.recvRes, n.isLocal, n.cur.hb)
+	if slow {
 		n.holdSender(n.cur)
 	}
+	return k
 }
 
 // send publishes one batch (or its chunks) on a node's subject.

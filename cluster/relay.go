@@ -26,6 +26,10 @@ import (
 //     marker and waits for it): each forward A received before went into
 //     the session and so into the state handed over, each one after is
 //     passed on to B, never both.
+//   - A message of one of the session's shared subscriptions whose pick
+//     the publishing node made for A, when A has no other member of the
+//     group left, goes to B too (to the session's membership there, or
+//     another member of B's).
 //   - What A passes on goes to B as a relayed record, for that session
 //     only, kept by A until B says it has installed the session ("done",
 //     op 2 on A's take subject, after Install), sent at once afterwards,
@@ -65,13 +69,14 @@ type relays struct {
 // moved is a session handed over from this node.
 type moved struct {
 	id      string
-	to      string          // the node it went to
-	filters []string        // its filters (ordinary ones: shared picks are the publisher's)
-	pinned  map[string]bool // filters whose interest this relay holds
-	buf     []byte          // records kept until done
-	ready   bool            // B installed it: relay at once
-	cut     bool            // handed over: what comes now is relayed
-	until   time.Time       // relaying ends (zero: pins left)
+	to      string            // the node it went to
+	filters []string          // its ordinary filters
+	shared  map[uint32]string // this node's tokens of its shared subscriptions → filter
+	pinned  map[string]bool   // filters whose interest this relay holds
+	buf     []byte            // records kept until done
+	ready   bool              // B installed it: relay at once
+	cut     bool              // handed over: what comes now is relayed
+	until   time.Time         // relaying ends (zero: pins left)
 	timer   *time.Timer
 
 	// The handover on the receive goroutine (cutOver), once.
@@ -88,20 +93,25 @@ func (n *Node) relayStart(id, to string) *moved {
 	if !ok {
 		return nil
 	}
-	m := &moved{id: id, to: to, pinned: map[string]bool{}, handed: make(chan struct{})}
+	m := &moved{id: id, to: to, pinned: map[string]bool{}, shared: map[uint32]string{}, handed: make(chan struct{})}
 	n.imu.Lock()
 	for _, f := range fs {
-		if _, _, shared := trie.ParseShared(f); shared || isSys(f) {
+		if isSys(f) {
 			continue
 		}
-		if in := n.interest[f]; in != nil {
+		in := n.interest[f]
+		if in != nil {
 			in.n++
 			m.pinned[f] = true
 		}
-		m.filters = append(m.filters, f)
+		if _, _, shared := trie.ParseShared(f); !shared {
+			m.filters = append(m.filters, f)
+		} else if in != nil {
+			m.shared[in.token] = f // a pick the publishing node made for this node
+		}
 	}
 	n.imu.Unlock()
-	if len(m.filters) == 0 {
+	if len(m.pinned) == 0 && len(m.filters) == 0 {
 		return nil
 	}
 	r := &n.relay
@@ -282,13 +292,39 @@ func (n *Node) relayOut(p *codec.Packet, fid uint64) {
 		if !matchAny(m.filters, topic) {
 			continue
 		}
-		m.buf = appendRelayed(m.buf, p, fid, m.id)
-		n.Stats.RelayedMsgs.Add(1)
-		if m.ready {
-			n.send(n.prefix+"n."+m.to, m.buf)
-			m.buf = m.buf[:0]
+		n.relayLocked(m, p, fid, "")
+	}
+}
+
+// relayLocked adds a record for m's session (for its shared subscription
+// filter, or ordinary) to what goes to its node. Assumes relay.mu.
+func (n *Node) relayLocked(m *moved, p *codec.Packet, fid uint64, filter string) {
+	m.buf = appendRelayed(m.buf, p, fid, m.id, filter)
+	n.Stats.RelayedMsgs.Add(1)
+	if m.ready {
+		n.send(n.prefix+"n."+m.to, m.buf)
+		m.buf = m.buf[:0]
+	}
+}
+
+// relayShared passes on a message whose shared pick the publishing node
+// made for this node (token), when no member of that group is left here
+// but a session that moved away: to that session's node. It reports
+// whether it did. Receive goroutine.
+func (n *Node) relayShared(p *codec.Packet, fid uint64, token uint32) bool {
+	now := time.Now()
+	n.relay.mu.Lock()
+	defer n.relay.mu.Unlock()
+	for _, m := range n.relay.m {
+		if !m.cut || !m.until.IsZero() && now.After(m.until) {
+			continue
+		}
+		if f, ok := m.shared[token]; ok {
+			n.relayLocked(m, p, fid, f)
+			return true
 		}
 	}
+	return false
 }
 
 func matchAny(filters []string, topic string) bool {
@@ -308,14 +344,17 @@ func (n *Node) relayArrive(id string) { n.b.DedupFor(id, dedupFor) }
 // deliverMoving is deliver while sessions move: a relayed record goes to
 // its session only; what matches a session that left is relayed. Receive
 // goroutine.
-func (n *Node) deliverMoving(token uint32, fid uint64, client []byte, p *codec.Packet) {
+func (n *Node) deliverMoving(token uint32, fid uint64, client, shared []byte, p *codec.Packet) {
 	if token == relayToken {
-		n.b.RouteForwardedTo(p, fid, string(client), &n.recvRes)
+		n.b.RouteForwardedTo(p, fid, string(client), string(shared), &n.recvRes, n.isLocal)
 		return
 	}
-	n.deliverDirect(token, fid, p)
-	if token == 0 {
+	delivered := n.deliverDirect(token, fid, p)
+	switch {
+	case token == 0:
 		n.relayOut(p, fid)
+	case delivered == 0:
+		n.relayShared(p, fid, token)
 	}
 }
 

@@ -48,19 +48,22 @@ func TestClusterSessions(t *testing.T) {
 	t.Run("TakeoverTime", func(t *testing.T) { testTakeoverTime(t, nodes) })
 	t.Run("WillDelay", func(t *testing.T) { testWillDelayAcrossNodes(t, nodes) })
 	t.Run("Expiry", func(t *testing.T) { testExpiryAcrossNodes(t, nodes) })
-	t.Run("TakeoverInFlight", func(t *testing.T) { testTakeoverInFlight(t, nodes) })
+	t.Run("TakeoverInFlight", func(t *testing.T) { testTakeoverInFlight(t, nodes, "mv", false) })
+	t.Run("TakeoverInFlightShared", func(t *testing.T) { testTakeoverInFlight(t, nodes, "shmv", true) })
 }
 
 // testTakeoverInFlight: a persistent QoS 1 subscriber moves between n1 and
 // n2 six times while a publisher on n3 publishes without pause: every
 // message n3 acknowledged is delivered, those forwarded to the old node
-// while the session moved included (relay.go).
-func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
+// while the session moved included (relay.go), and none twice as new.
+// shared: the subscriber is the only member of a shared subscription
+// ($share/g/<topic>/#), whose picks n3 makes for the node it is on.
+func testTakeoverInFlight(t *testing.T, nodes []*testNode, topic string, shared bool) {
 	var got sync.Map // payload → struct{}
 	var received atomic.Int64
 	var copies dupCount
 	open := func(addr string, clean bool) *client.Client {
-		o := client.Options{Addr: addr, ClientID: "mover", Version: codec.Version5, CleanStart: clean, MaxInflight: 100}
+		o := client.Options{Addr: addr, ClientID: topic + "-mover", Version: codec.Version5, CleanStart: clean, MaxInflight: 100}
 		o.Props.SessionExpiry = 600
 		o.Props.Set(codec.PropSessionExpiry)
 		c := client.New(o)
@@ -78,7 +81,12 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 		return c
 	}
 	c := open(nodes[0].addr, true)
-	subscribe(t, c, nil, codec.Subscription{Filter: []byte("mv/#"), QoS: 1})
+	filter := topic + "/#"
+	if shared {
+		filter = "$share/g/" + filter
+	}
+	subscribe(t, c, nil, codec.Subscription{Filter: []byte(filter), QoS: 1})
+	waitRoute(t, nodes[2], "n1", filter)
 	relayed := func() (r int64) {
 		for _, tn := range nodes {
 			r += tn.node.Stats.RelayedMsgs.Load()
@@ -87,7 +95,7 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 	}
 	before := relayed()
 
-	pub, _ := connect(t, nodes[2].addr, "mv-pub", codec.Version5)
+	pub, _ := connect(t, nodes[2].addr, topic+"-pub", codec.Version5)
 	var acked []int
 	var mu sync.Mutex
 	stop, done := make(chan struct{}), make(chan struct{})
@@ -100,7 +108,7 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 			default:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := pub.Publish(ctx, &client.Message{Topic: []byte("mv/x"), Payload: []byte(strconv.Itoa(seq)), QoS: 1})
+			err := pub.Publish(ctx, &client.Message{Topic: []byte(topic + "/x"), Payload: []byte(strconv.Itoa(seq)), QoS: 1})
 			cancel()
 			if err != nil {
 				return

@@ -16,7 +16,8 @@ import (
 //
 //	batch: 'B' base(8) record...
 //	record: uvarint token, uvarint id-base, [relayed: uvarint length,
-//	        client id], then the message as an MQTT 5 PUBLISH frame
+//	        client id, uvarint length, shared subscription filter or
+//	        nothing], then the message as an MQTT 5 PUBLISH frame
 //	        (QoS, RETAIN as published, forwarded properties, expiry left)
 //	chunk: 'C' id(8) total(4) offset(4) bytes: a piece of a batch's records
 //	       too large for one NATS message, reassembled by (sender, id)
@@ -70,8 +71,9 @@ func fillPacket(p *codec.Packet, m *session.Message, now int64) {
 }
 
 // appendRelayed encodes a relayed record (the batch's base is 0) of the
-// message with forward id id, for client id's session.
-func appendRelayed(dst []byte, p *codec.Packet, id uint64, client string) []byte {
+// message with forward id id, for client id's session (through its shared
+// subscription filter, or "" for its ordinary ones).
+func appendRelayed(dst []byte, p *codec.Packet, id uint64, client, filter string) []byte {
 	if len(dst) == 0 {
 		dst = binary.BigEndian.AppendUint64(append(dst, kindBatch), 0)
 	}
@@ -79,12 +81,23 @@ func appendRelayed(dst []byte, p *codec.Packet, id uint64, client string) []byte
 	dst = binary.AppendUvarint(dst, id)
 	dst = binary.AppendUvarint(dst, uint64(len(client)))
 	dst = append(dst, client...)
+	dst = binary.AppendUvarint(dst, uint64(len(filter)))
+	dst = append(dst, filter...)
 	return p.Encode(dst, codec.Version5)
 }
 
+// lengthPrefixed splits a uvarint length and that many bytes off b.
+func lengthPrefixed(b []byte) (field, rest []byte, ok bool) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || uint64(len(b)-n) < l {
+		return nil, nil, false
+	}
+	return b[n : n+int(l)], b[n+int(l):], true
+}
+
 // eachRecord calls fn for every record of a batch body (after the kind
-// byte). p's slices and client alias body.
-func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, id uint64, client []byte, p *codec.Packet)) error {
+// byte). p's slices, client and shared alias body.
+func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, id uint64, client, shared []byte, p *codec.Packet)) error {
 	if len(body) < batchHeader-1 {
 		return errWire
 	}
@@ -102,19 +115,21 @@ func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, id uint64, c
 			return errWire
 		}
 		body = body[n:]
-		var client []byte
+		var client, shared []byte
 		if token == relayToken {
-			l, n := binary.Uvarint(body)
-			if n <= 0 || uint64(len(body)-n) < l {
+			var ok bool
+			if client, body, ok = lengthPrefixed(body); !ok {
 				return errWire
 			}
-			client, body = body[n:n+int(l)], body[n+int(l):]
+			if shared, body, ok = lengthPrefixed(body); !ok {
+				return errWire
+			}
 		}
 		used, err := dec.Decode(body, p)
 		if err != nil || p.Type != codec.PUBLISH {
 			return errWire
 		}
-		fn(uint32(token), base+off, client, p)
+		fn(uint32(token), base+off, client, shared, p)
 		body = body[used:]
 	}
 	return nil

@@ -305,22 +305,37 @@ func (b *Broker) RouteForwardedHeld(p *codec.Packet, fid uint64, shared string, 
 }
 
 // RouteForwardedTo routes a message forwarded by another node (forward id
-// fid) to the ordinary subscriptions of one session only: the node a
-// session left passes on to the node it went to what still came for it.
-// Not safe for concurrent use with the same r.
-func (b *Broker) RouteForwardedTo(p *codec.Packet, fid uint64, id string, r *trie.Result) int {
+// fid) to one session only: the node a session left passes on to the node
+// it went to what still came for it. With shared empty, to the session's
+// ordinary subscriptions that match; else to its membership of that shared
+// subscription, or, if it has none (left the group), to another local
+// member (local reports which subscribers are). Not safe for concurrent
+// use with the same r.
+func (b *Broker) RouteForwardedTo(p *codec.Packet, fid uint64, id, shared string, r *trie.Result, local func(trie.Subscriber) bool) int {
 	now := time.Now().UnixNano()
-	b.subs.Match(p.Topic, nil, r)
-	subs := r.Subs[:0]
-	for _, d := range r.Subs {
-		if s, ok := d.Sub.(*Session); ok && s.ID() == id {
-			subs = append(subs, d)
+	if shared != "" {
+		other := func(s trie.Subscriber) bool { x, ok := s.(*Session); return !ok || x.ID() != id }
+		d, ok := b.subs.PickShared(shared, other)
+		if !ok {
+			d, ok = b.subs.PickShared(shared, func(s trie.Subscriber) bool { return !local(s) })
 		}
-	}
-	clear(r.Subs[len(subs):])
-	r.Subs, r.Shared = subs, r.Shared[:0]
-	if len(r.Subs) == 0 {
-		return 0
+		if !ok {
+			return 0
+		}
+		r.Subs, r.Shared = r.Subs[:0], append(r.Shared[:0], d)
+	} else {
+		b.subs.Match(p.Topic, nil, r)
+		subs := r.Subs[:0]
+		for _, d := range r.Subs {
+			if s, ok := d.Sub.(*Session); ok && s.ID() == id {
+				subs = append(subs, d)
+			}
+		}
+		clear(r.Subs[len(subs):])
+		r.Subs, r.Shared = subs, r.Shared[:0]
+		if len(r.Subs) == 0 {
+			return 0
+		}
 	}
 	m := newMessage(p.Topic, p, now)
 	m.fwdID = fid
