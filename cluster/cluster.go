@@ -71,6 +71,7 @@ type Stats struct {
 	RetainedReplicas atomic.Int64 // retained changes applied from the bucket
 	HoldsReceived    atomic.Int64 // times another node asked this one to hold its publishers
 	RelayedMsgs      atomic.Int64 // messages passed on to the node a session moved to (relay.go)
+	RelayDropped     atomic.Int64 // messages for it dropped: too many kept before it installed the session
 	Minority         atomic.Int64 // 1 while this node hears fewer than half of the others (quorum.go)
 	RoutesRewritten  atomic.Int64 // own routes written again after another node deleted them
 	WatchRestarts    atomic.Int64 // watches of a bucket made again after they ended or stalled (watch.go)
@@ -94,6 +95,9 @@ type Node struct {
 	sess   sessions    // sessions.go
 	state  stateWriter // sessionstate.go
 	relay  relays      // relay.go
+	// installDelay (ns), set by tests, makes a session handed over to this
+	// node wait before it is installed (a slow node).
+	installDelay atomic.Int64
 
 	imu      sync.Mutex // interest (taken under trie locks: never call the trie with it)
 	interest map[string]*interest
@@ -479,6 +483,7 @@ func (n *Node) stats() []session.Stat {
 		{Name: "cluster/bytes/received", Help: "Bytes of the NATS messages received from other nodes.", Value: s.ReceivedBytes.Load(), Counter: true},
 		{Name: "cluster/holds/received", Help: "Times another node asked this one to hold its publishers back.", Value: s.HoldsReceived.Load(), Counter: true},
 		{Name: "cluster/messages/relayed", Help: "Messages passed on to the node a session moved to during its takeover.", Value: s.RelayedMsgs.Load(), Counter: true},
+		{Name: "cluster/messages/relay-dropped", Help: "Messages not passed on to the node a session moved to: more than the relay keeps (16 MiB, max_queued_bytes, max_queued_messages) waited for it to install the session.", Value: s.RelayDropped.Load(), Counter: true},
 		{Name: "cluster/messages/duplicates-dropped", Help: "Second copies of a message not delivered to a session taken over from another node (it came both relayed and directly).", Value: n.b.Stats.DuplicatesDropped.Load(), Counter: true},
 		{Name: "cluster/sessions/uncut-handovers", Help: "Sessions handed over without waiting for the forwards received before (intake behind): a message may come twice.", Value: n.relay.cuts.Load(), Counter: true},
 		{Name: "cluster/watch/restarts", Help: "Watches of the cluster's buckets made again after they ended or stalled.", Value: s.WatchRestarts.Load(), Counter: true},

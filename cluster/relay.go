@@ -55,6 +55,10 @@ const (
 	// goroutine far behind): then it hands over at once, and a message may
 	// come twice.
 	cutWait = time.Second
+	// relayBufMax bounds the bytes A keeps for one session until B says
+	// done (also max_queued_bytes and max_queued_messages, when set, as for
+	// the session's own queue); past it a record is dropped and counted.
+	relayBufMax = 16 << 20
 	// dedupFor: how long B remembers the ids (A relays at most relayMax).
 	dedupFor = relayMax + relayGrace
 )
@@ -64,6 +68,7 @@ type relays struct {
 	active atomic.Int32      // sessions relayed away
 	m      map[string]*moved // client id → its relay (guarded by mu)
 	cuts   atomic.Int64      // handovers without their cut marker in time
+	max    int               // relayBufMax unless a test says otherwise
 }
 
 // moved is a session handed over from this node.
@@ -74,6 +79,9 @@ type moved struct {
 	shared  map[uint32]string // this node's tokens of its shared subscriptions → filter
 	pinned  map[string]bool   // filters whose interest this relay holds
 	buf     []byte            // records kept until done
+	kept    int               // records in buf
+	payload int               // their payloads' bytes
+	dropped bool              // a record did not fit in buf (logged once)
 	ready   bool              // B installed it: relay at once
 	cut     bool              // handed over: what comes now is relayed
 	until   time.Time         // relaying ends (zero: pins left)
@@ -225,7 +233,7 @@ func (n *Node) relayDone(id, to string) {
 	}
 	if len(m.buf) > 0 {
 		n.send(n.prefix+"n."+to, m.buf)
-		m.buf = nil
+		m.buf, m.kept, m.payload = nil, 0, 0
 	}
 	m.ready = true
 	for f := range m.pinned {
@@ -299,12 +307,34 @@ func (n *Node) relayOut(p *codec.Packet, fid uint64) {
 // relayLocked adds a record for m's session (for its shared subscription
 // filter, or ordinary) to what goes to its node. Assumes relay.mu.
 func (n *Node) relayLocked(m *moved, p *codec.Packet, fid uint64, filter string) {
+	before := len(m.buf)
 	m.buf = appendRelayed(m.buf, p, fid, m.id, filter)
-	n.Stats.RelayedMsgs.Add(1)
 	if m.ready {
+		n.Stats.RelayedMsgs.Add(1)
 		n.send(n.prefix+"n."+m.to, m.buf)
 		m.buf = m.buf[:0]
+		return
 	}
+	o := n.b.Options()
+	max := n.relay.max
+	if max == 0 {
+		max = relayBufMax
+	}
+	if len(m.buf) > max || (o.MaxQueuedMessages > 0 && m.kept >= o.MaxQueuedMessages) ||
+		(o.MaxQueuedBytes > 0 && m.payload+len(p.Payload) > o.MaxQueuedBytes) {
+		m.buf = m.buf[:before]
+		n.Stats.RelayDropped.Add(1)
+		n.b.Stats.PublishDropped.Add(1) // as a full queue's
+		if !m.dropped {
+			m.dropped = true
+			n.log.Printf("cluster %s: session %q: node %s has not installed it yet and %d messages (%d bytes) wait for it: dropping what comes for it meanwhile",
+				n.cfg.Name, m.id, m.to, m.kept, before)
+		}
+		return
+	}
+	m.kept++
+	m.payload += len(p.Payload)
+	n.Stats.RelayedMsgs.Add(1)
 }
 
 // relayShared passes on a message whose shared pick the publishing node

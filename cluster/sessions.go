@@ -332,6 +332,7 @@ func (n *Node) claim(id string, cleanStart bool, expiry uint32) byte {
 	n.relayBack(id) // relay.go: it left this node earlier
 	switch {
 	case state != nil && !cleanStart:
+		time.Sleep(time.Duration(n.installDelay.Load()))
 		if err := n.b.Install(id, state, nil, false); err != nil {
 			n.log.Printf("cluster %s: session %q handed over unreadable: %v", n.cfg.Name, id, err)
 		}

@@ -50,6 +50,7 @@ func TestClusterSessions(t *testing.T) {
 	t.Run("Expiry", func(t *testing.T) { testExpiryAcrossNodes(t, nodes) })
 	t.Run("TakeoverInFlight", func(t *testing.T) { testTakeoverInFlight(t, nodes, "mv", false) })
 	t.Run("TakeoverInFlightShared", func(t *testing.T) { testTakeoverInFlight(t, nodes, "shmv", true) })
+	t.Run("RelayBound", func(t *testing.T) { testRelayBound(t, nodes) })
 }
 
 // testTakeoverInFlight: a persistent QoS 1 subscriber moves between n1 and
