@@ -189,6 +189,22 @@ func (n *Node) endedEntry(id string) {
 	}
 }
 
+// queuePurges queues the purges of registry entries, each up to its
+// revision, for the purge loop.
+func (n *Node) queuePurges(ops []purgeOp) {
+	if len(ops) == 0 {
+		return
+	}
+	r := &n.sess.revs
+	r.mu.Lock()
+	r.purge = append(r.purge, ops...)
+	r.mu.Unlock()
+	select {
+	case r.ready <- struct{}{}:
+	default:
+	}
+}
+
 // purgeLoop purges the registry entries of sessions that ended here, each
 // only up to the revision this node wrote.
 func (n *Node) purgeLoop() {
