@@ -189,7 +189,7 @@ func (s *Session) deliver(m *Message, qos byte, retain, ask bool, ids []uint32, 
 		s.mu.Unlock()
 		return false, false, nil
 	}
-	if s.fl != nil && s.fl.recent != nil && s.repeatedLocked(m, now) {
+	if !force && s.fl != nil && s.fl.recent != nil && s.repeatedLocked(m, now) { // force: retained on subscribe, sent again by right
 		s.mu.Unlock()
 		s.b.Stats.DuplicatesDropped.Add(1)
 		return false, false, nil
