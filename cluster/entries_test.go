@@ -128,6 +128,18 @@ func TestClusterSessionEntriesDeadNode(t *testing.T) {
 	p, _ := connectSession(t, dying.addr, "dies-persistent", true, 3600)
 	_ = p.Disconnect(codec.Success, nil)
 	waitFor(t, 15*time.Second, "every entry written", func() bool { return entries() == clean+2 })
+	// The persistent session's offline state is replicated (asynchronously).
+	waitFor(t, 15*time.Second, "the persistent session's state replicated", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		subject := n1.stateSubject(dying.name, "dies-persistent")
+		all, err := n1.readState(ctx, subject)
+		if err != nil || all[subject] == nil || all[subject].state == nil {
+			return false
+		}
+		rec, err := sessionRecord("dies-persistent", all[subject].state)
+		return err == nil && rec.DisconnectedAt != 0
+	})
 
 	killed := time.Now()
 	dying.kill(t)
