@@ -205,7 +205,8 @@ func New(b *session.Broker, cfg Config) (*Node, error) {
 		opsReady: make(chan struct{}, 1), peers: map[string]*peer{}, own: map[string]uint64{}, ownFilter: map[string]string{},
 		retLast: map[string]uint64{}, stop: make(chan struct{}), prefix: "midge." + cfg.Name + ".",
 		incarn: binary.BigEndian.Uint64(seed[:])}
-	n.isLocal = func(s trie.Subscriber) bool { _, remote := s.(*peer); return !remote }
+	n.isLocal = func(s trie.Subscriber) bool { _, remote := s.(session.Remote); return !remote }
+	n.relay.local = &localRelay{n: n, slot: n.takeSlot(), subs: map[string]int{}} // relay.go; a slot for good
 	n.holdSub = n.holdSubject()
 	n.backs = map[string]*holdback{}
 	n.intakeHi.Store(intakeHigh)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/session"
 	"github.com/midge-mqtt/midge/trie"
 )
 
@@ -38,9 +39,10 @@ import (
 //   - A node that had both routes for a while forwarded the same message
 //     to A and to B: B sees it twice, by the forward id every copy carries
 //     (wire.go), and delivers it to the session once, whichever copy comes
-//     first (session.DedupFor); and so a message published on B and
-//     passed back by A. B remembers the ids for dedupFor after the
-//     install (the last 4,096 to 8,192 of them).
+//     first; and so a message published on B and passed back by A, or
+//     one in the state handed over that also came directly. B remembers
+//     the ids for dedupFor after the install (session.SetDedupWindow: those
+//     of the state handed over, then the last 4,096 to 8,192 of them).
 //
 // Costs one atomic load per forwarded message while no session is moving.
 const (
@@ -67,6 +69,7 @@ type relays struct {
 	mu     sync.Mutex
 	active atomic.Int32      // sessions relayed away
 	m      map[string]*moved // client id → its relay (guarded by mu)
+	local  *localRelay       // in the trie for what is published here
 	cuts   atomic.Int64      // handovers without their cut marker in time
 	max    int               // relayBufMax unless a test says otherwise
 }
@@ -132,6 +135,7 @@ func (n *Node) relayStart(id, to string) *moved {
 	}
 	r.m[id] = m
 	r.active.Add(1)
+	n.localHoldLocked(m.filters, true)
 	m.timer = time.AfterFunc(relayMax, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -173,6 +177,7 @@ func (n *Node) relayEndLocked(m *moved) {
 	for f := range m.pinned {
 		n.unpinLocked(m, f)
 	}
+	n.localHoldLocked(m.filters, false)
 	m.timer.Stop()
 	delete(n.relay.m, m.id)
 	n.relay.active.Add(-1)
@@ -366,11 +371,6 @@ func matchAny(filters []string, topic string) bool {
 	return false
 }
 
-// relayArrive: id's session was handed over to this node with its state;
-// for dedupFor it takes a message that comes both directly and relayed
-// once.
-func (n *Node) relayArrive(id string) { n.b.DedupFor(id, dedupFor) }
-
 // deliverMoving is deliver while sessions move: a relayed record goes to
 // its session only; what matches a session that left is relayed. Receive
 // goroutine.
@@ -385,6 +385,63 @@ func (n *Node) deliverMoving(token uint32, fid uint64, client, shared []byte, p 
 		n.relayOut(p, fid)
 	case delivered == 0:
 		n.relayShared(p, fid, token)
+	}
+}
+
+// localRelay stands, in this node's trie, for the sessions relayed away
+// (for their ordinary filters): a message published on this node for one
+// of them goes to its new node too. From the relay's start, before the
+// handover: a message the session also took here is in the state handed
+// over with its forward id, and the new node takes it once.
+type localRelay struct {
+	n    *Node
+	slot int
+	subs map[string]int // filter → relays holding it (guarded by relay.mu)
+}
+
+var _ session.Remote = (*localRelay)(nil)
+
+func (l *localRelay) Busy() bool                { return false }
+func (l *localRelay) Hold() *session.RemoteHold { return nil }
+func (l *localRelay) Slot() int                 { return l.slot }
+func (l *localRelay) Send([]byte)               {} // Append has sent it
+
+// Append passes m on to the new node of each session relayed away that it
+// matches (at once, or kept until that node says done); dst is left as it
+// is. The publisher's loop.
+func (l *localRelay) Append(dst []byte, msg *session.Message, _ uint32, now int64) []byte {
+	n := l.n
+	var p codec.Packet
+	fillPacket(&p, msg, now)
+	topic := string(msg.Topic)
+	until := time.Unix(0, now)
+	n.relay.mu.Lock()
+	defer n.relay.mu.Unlock()
+	for _, m := range n.relay.m {
+		if (m.until.IsZero() || !until.After(m.until)) && matchAny(m.filters, topic) {
+			n.relayLocked(m, &p, msg.ForwardID(), "")
+		}
+	}
+	return dst
+}
+
+// localHoldLocked subscribes the local relay to filters (hold) or lets go
+// of them. Assumes relay.mu.
+func (n *Node) localHoldLocked(filters []string, hold bool) {
+	l := n.relay.local
+	t := n.b.Subs()
+	for _, f := range filters {
+		switch {
+		case hold:
+			if l.subs[f]++; l.subs[f] == 1 {
+				_, _ = t.Subscribe(l, f, trie.Options{QoS: 2})
+			}
+		case l.subs[f] > 0:
+			if l.subs[f]--; l.subs[f] == 0 {
+				delete(l.subs, f)
+				t.Unsubscribe(l, f)
+			}
+		}
 	}
 }
 

@@ -131,6 +131,7 @@ func (n *Node) startSessions(ctx context.Context, replicas int) error {
 	}
 	n.subs = append(n.subs, s)
 	n.b.SetSessionCluster(n)
+	n.b.SetDedupWindow(dedupFor) // relay.go
 	if err := n.startState(ctx, replicas); err != nil {
 		return err
 	}
@@ -352,7 +353,6 @@ func (n *Node) claim(id string, cleanStart bool, expiry uint32) byte {
 		if err := n.b.Install(id, state, nil, false); err != nil {
 			n.log.Printf("cluster %s: session %q handed over unreadable: %v", n.cfg.Name, id, err)
 		}
-		n.relayArrive(id) // relay.go: before the old node relays to it
 		// The old node passes on what it kept for the session meanwhile.
 		_, _ = n.nc.Request(n.prefix+"take."+from, takeReq(takeDone, n.cfg.NodeName, id), 2*time.Second)
 	case dead != nil:

@@ -48,8 +48,9 @@ func TestClusterSessions(t *testing.T) {
 	t.Run("TakeoverTime", func(t *testing.T) { testTakeoverTime(t, nodes) })
 	t.Run("WillDelay", func(t *testing.T) { testWillDelayAcrossNodes(t, nodes) })
 	t.Run("Expiry", func(t *testing.T) { testExpiryAcrossNodes(t, nodes) })
-	t.Run("TakeoverInFlight", func(t *testing.T) { testTakeoverInFlight(t, nodes, "mv", false) })
-	t.Run("TakeoverInFlightShared", func(t *testing.T) { testTakeoverInFlight(t, nodes, "shmv", true) })
+	t.Run("TakeoverInFlight", func(t *testing.T) { testTakeoverInFlight(t, nodes, "mv", false, 2) })
+	t.Run("TakeoverInFlightShared", func(t *testing.T) { testTakeoverInFlight(t, nodes, "shmv", true, 2) })
+	t.Run("TakeoverInFlightLocal", func(t *testing.T) { testTakeoverInFlight(t, nodes, "lcmv", false, 0) })
 	t.Run("RelayBound", func(t *testing.T) { testRelayBound(t, nodes) })
 }
 
@@ -59,7 +60,9 @@ func TestClusterSessions(t *testing.T) {
 // while the session moved included (relay.go), and none twice as new.
 // shared: the subscriber is the only member of a shared subscription
 // ($share/g/<topic>/#), whose picks n3 makes for the node it is on.
-func testTakeoverInFlight(t *testing.T, nodes []*testNode, topic string, shared bool) {
+// pubOn: the publisher's node (0: n1, the old node of every other move,
+// the new one of the others).
+func testTakeoverInFlight(t *testing.T, nodes []*testNode, topic string, shared bool, pubOn int) {
 	var got sync.Map // payload → struct{}
 	var received atomic.Int64
 	var copies dupCount
@@ -87,16 +90,24 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode, topic string, shared 
 		filter = "$share/g/" + filter
 	}
 	subscribe(t, c, nil, codec.Subscription{Filter: []byte(filter), QoS: 1})
-	waitRoute(t, nodes[2], "n1", filter)
+	if pubOn != 0 {
+		waitRoute(t, nodes[pubOn], "n1", filter)
+	}
 	relayed := func() (r int64) {
 		for _, tn := range nodes {
 			r += tn.node.Stats.RelayedMsgs.Load()
 		}
 		return r
 	}
-	before := relayed()
+	cut := func() (r int64) {
+		for _, tn := range nodes {
+			r += tn.b.Stats.DuplicatesDropped.Load()
+		}
+		return r
+	}
+	before, cutBefore := relayed(), cut()
 
-	pub, _ := connect(t, nodes[2].addr, topic+"-pub", codec.Version5)
+	pub, _ := connect(t, nodes[pubOn].addr, topic+"-pub", codec.Version5)
 	var acked []int
 	var mu sync.Mutex
 	stop, done := make(chan struct{}), make(chan struct{})
@@ -141,8 +152,8 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode, topic string, shared 
 		missing = left
 	}
 	fresh, resent := copies.duplicates()
-	t.Logf("%d acknowledged, %d received, %d relayed by the old nodes; duplicates: %d sent as new, %d resent (DUP 1)",
-		len(want), received.Load(), relayed()-before, fresh, resent)
+	t.Logf("%d acknowledged, %d received, %d relayed by the old nodes, %d second copies cut by the new ones; duplicates: %d sent as new, %d resent (DUP 1)",
+		len(want), received.Load(), relayed()-before, cut()-cutBefore, fresh, resent)
 	if len(missing) > 0 {
 		t.Fatalf("%d acknowledged messages lost, first %v", len(missing), missing[:min(len(missing), 20)])
 	}

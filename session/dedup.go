@@ -6,8 +6,9 @@ import "time"
 // session by two ways for a moment: forwarded by a node that still routed
 // it to the old node (which passes it on) and to this one, or published
 // here and passed back by the old node. Every copy carries the message's
-// forward id (Message.ForwardID); for a while after the takeover, the
-// session takes each id once.
+// forward id (Message.ForwardID), and so do the messages handed over with
+// the session; for a while after the takeover, the session takes each id
+// once (SetDedupWindow).
 
 // recentMax is how many ids one generation keeps: two generations, so the
 // last recentMax to 2*recentMax ids are remembered. A copy older than that
@@ -20,27 +21,22 @@ type recentIDs struct {
 	cur, prev map[uint64]struct{}
 }
 
-// DedupFor makes id's session take each forwarded message once for d from
-// now, whichever way its copies come. It reports whether the session is
-// held here. Any goroutine.
-func (b *Broker) DedupFor(id string, d time.Duration) bool {
-	b.registry.mu.Lock()
-	s := b.registry.m.get(id)
-	b.registry.mu.Unlock()
-	if s == nil {
-		return false
+// SetDedupWindow makes every session installed from another node's
+// handover (Install, not adopted) take each forwarded message once for d
+// after the install, whichever way its copies come, those handed over with
+// it included. 0: never. Any goroutine.
+func (b *Broker) SetDedupWindow(d time.Duration) { b.dedupWindow.Store(int64(d)) }
+
+// openRecentLocked opens s's window until until, knowing ids already.
+// Assumes s.mu.
+func (s *Session) openRecentLocked(until int64, ids []uint64) {
+	r := &recentIDs{until: until, cur: make(map[uint64]struct{}, len(ids)), prev: map[uint64]struct{}{}}
+	for _, id := range ids {
+		if id != 0 {
+			r.cur[id] = struct{}{}
+		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return false
-	}
-	fl := s.newFlows()
-	if fl.recent == nil {
-		fl.recent = &recentIDs{cur: map[uint64]struct{}{}, prev: map[uint64]struct{}{}}
-	}
-	fl.recent.until = time.Now().Add(d).UnixNano()
-	return true
+	s.newFlows().recent = r
 }
 
 // repeatedLocked reports whether the session took m already, noting it

@@ -186,6 +186,14 @@ func (b *Broker) appendStateLocked(dst []byte, s *Session, w *store.Message, wil
 	for _, id := range fl.awaitingRel {
 		dst = binary.AppendUvarint(dst, uint64(id))
 	}
+	// The messages' forward ids, in the same order (dedup.go): the new node
+	// knows them when another copy comes.
+	for i := range fl.inflight {
+		dst = binary.AppendUvarint(dst, fl.inflight[i].e.m.fwdID)
+	}
+	for i := int(s.head); i < len(s.queue); i++ {
+		dst = binary.AppendUvarint(dst, s.queue[i].m.fwdID)
+	}
 	return dst
 }
 
@@ -255,6 +263,14 @@ func (b *Broker) Install(id string, state []byte, extra [][]byte, adopted bool) 
 		}
 		rel, rest = append(rel, uint16(v)), rest[k:]
 	}
+	fids := make([]uint64, count) // absent (an older state): none
+	for i := range fids {
+		v, k := binary.Uvarint(rest)
+		if k <= 0 {
+			break
+		}
+		fids[i], rest = v, rest[k:]
+	}
 
 	now := time.Now().UnixNano()
 	var publishNow *store.Message // after the locks
@@ -282,6 +298,9 @@ func (b *Broker) Install(id string, state []byte, extra [][]byte, adopted bool) 
 	s := newSession(b, &reader{pol: &b.policy, info: ClientInfo{ClientID: id, Username: rec.Username, HasUsername: rec.HasUsername}})
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if d := b.dedupWindow.Load(); d > 0 && !adopted {
+		s.openRecentLocked(now+d, fids) // before any delivery can come (dedup.go)
+	}
 	s.expiry, s.version = rec.Expiry, rec.Version
 	s.pers().subs = make(map[string]trie.Options, len(rec.Subscriptions))
 	for _, sub := range rec.Subscriptions {
@@ -291,8 +310,11 @@ func (b *Broker) Install(id string, state []byte, extra [][]byte, adopted bool) 
 			s.p.subs[sub.Filter] = o
 		}
 	}
-	for _, q := range queued {
+	for i, q := range queued {
 		e := entry{m: messageFromStore(&q.Msg), qos: q.QoS, retain: q.Retain}
+		if i < len(fids) {
+			e.m.fwdID = fids[i]
+		}
 		if len(q.SubIDs) > 0 {
 			e.ids = append([]uint32(nil), q.SubIDs...)
 		}
