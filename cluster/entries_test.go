@@ -100,11 +100,11 @@ func TestClusterSessionEntries(t *testing.T) {
 
 // TestClusterSessionEntriesDeadNode: the entries of a node that dies do
 // not stay in the registry for good: the survivor that takes its sessions
-// over removes those of its clean sessions (ended with it), a clean
-// client's with a will once the will is sent; a persistent session's entry
-// stays, now naming the survivor that holds it; and a clean client of the
-// dead node that has connected again elsewhere meanwhile keeps its new
-// entry.
+// over removes those of its clean sessions (ended with it); a persistent
+// session's entry, and a clean client's with a will (the will sent), stay,
+// naming the survivor that took them (a node only cut off ends them at the
+// heal); and a clean client of the dead node that has connected again
+// elsewhere meanwhile keeps its new entry.
 func TestClusterSessionEntriesDeadNode(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1 := nodes[0].node
@@ -147,11 +147,11 @@ func TestClusterSessionEntriesDeadNode(t *testing.T) {
 	// the node dead (and sweep it).
 	waitFor(t, 60*time.Second, "n2 sees the node dead", func() bool { return nodes[1].node.Stats.PeersUp.Load() == 1 })
 	connect(t, nodes[1].addr, "dies-clean-0", codec.Version5)
-	waitFor(t, 60*time.Second, "the dead node's clean entries removed", func() bool { return entries() == 2 })
-	t.Logf("registry back to 2 entries %v after the kill", time.Since(killed).Round(time.Millisecond))
+	waitFor(t, 60*time.Second, "the dead node's clean entries removed", func() bool { return entries() == 3 })
+	t.Logf("registry back to 3 entries %v after the kill", time.Since(killed).Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for id, want := range map[string]string{"dies-clean-0": "n2", "dies-persistent": ""} {
+	for id, want := range map[string]string{"dies-clean-0": "n2", "dies-persistent": "", "dies-will": ""} {
 		e, err := n1.sess.kv.Get(ctx, sessionKey(id))
 		if err != nil {
 			t.Fatalf("registry entry of %s: %v", id, err)

@@ -319,7 +319,9 @@ func (n *Node) adopt(ctx context.Context, dead string) {
 // with it. Each is purged up to the revision read, so an entry a live node
 // wrote since (the client connected again) stays. Only another node's:
 // no entry naming a dead node is written any more, while this node's own
-// clients may claim theirs at any moment.
+// clients may claim theirs at any moment. A node that was only cut off
+// writes the entries of the sessions it still holds again when it rejoins
+// (quorum.go: confirmOwner).
 func (n *Node) purgeDeadEntries(ctx context.Context, dead string, all map[string]*replicated) {
 	w, err := n.sess.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
@@ -395,8 +397,7 @@ func (n *Node) adoptOne(ctx context.Context, dead string, r *replicated) (adopte
 		return false, false, false
 	}
 	val, _ := json.Marshal(sessionEntry{Node: n.cfg.NodeName, ID: r.id, Expiry: rec.Expiry})
-	wrote, err := n.sess.kv.Update(ctx, key, val, e.Revision())
-	if err != nil {
+	if _, err := n.sess.kv.Update(ctx, key, val, e.Revision()); err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 			return false, false, false // another node won it
@@ -409,7 +410,8 @@ func (n *Node) adoptOne(ctx context.Context, dead string, r *replicated) (adopte
 			will = true
 		}
 		_ = n.state.stream.Purge(ctx, jetstream.WithPurgeSubject(r.subject))
-		n.queuePurges([]purgeOp{{key: key, rev: wrote}}) // the clean session ended with its node
+		// Its entry stays, naming this node: the client, if its node was
+		// only cut off, is disconnected there at the heal (quorum.go).
 	} else if err := n.b.Install(r.id, r.state, r.extra, true); err != nil {
 		n.log.Printf("cluster %s: session %q of node %s: %v", n.cfg.Name, r.id, dead, err)
 		return false, false, false
