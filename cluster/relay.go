@@ -125,6 +125,10 @@ func (n *Node) relayStart(id, to string) *moved {
 	if len(m.pinned) == 0 && len(m.filters) == 0 {
 		return nil
 	}
+	// What the session takes from now on is noted and handed over with it:
+	// the local relay passes on what is published here from now on, and
+	// the new node takes a copy the session had here as a repeat.
+	n.b.RecordIDs(id, relayMax)
 	r := &n.relay
 	r.mu.Lock()
 	if r.m == nil {
@@ -391,8 +395,9 @@ func (n *Node) deliverMoving(token uint32, fid uint64, client, shared []byte, p 
 // localRelay stands, in this node's trie, for the sessions relayed away
 // (for their ordinary filters): a message published on this node for one
 // of them goes to its new node too. From the relay's start, before the
-// handover: a message the session also took here is in the state handed
-// over with its forward id, and the new node takes it once.
+// handover: the session notes the forward ids of what it takes from then
+// on (session.RecordIDs) and hands them over, and the new node takes such
+// a message once.
 type localRelay struct {
 	n    *Node
 	slot int

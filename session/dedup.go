@@ -27,6 +27,48 @@ type recentIDs struct {
 // it included. 0: never. Any goroutine.
 func (b *Broker) SetDedupWindow(d time.Duration) { b.dedupWindow.Store(int64(d)) }
 
+// RecordIDs makes id's session, here, note the forward ids of what it
+// takes for d from now: handed over meanwhile, it carries them to the new
+// node, which then takes another copy of one of them (passed on by this
+// node's relay) as a repeat. It reports whether the session is held here.
+// Any goroutine.
+func (b *Broker) RecordIDs(id string, d time.Duration) bool {
+	b.registry.mu.Lock()
+	s := b.registry.m.get(id)
+	b.registry.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	until := time.Now().Add(d).UnixNano()
+	if s.fl != nil && s.fl.recent != nil {
+		s.fl.recent.until = max(s.fl.recent.until, until)
+		return true
+	}
+	s.openRecentLocked(until, nil)
+	return true
+}
+
+// recentLocked lists the ids s remembers. Assumes s.mu.
+func (s *Session) recentLocked() []uint64 {
+	if s.fl == nil || s.fl.recent == nil {
+		return nil
+	}
+	r := s.fl.recent
+	ids := make([]uint64, 0, len(r.cur)+len(r.prev))
+	for id := range r.cur {
+		ids = append(ids, id)
+	}
+	for id := range r.prev {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // openRecentLocked opens s's window until until, knowing ids already.
 // Assumes s.mu.
 func (s *Session) openRecentLocked(until int64, ids []uint64) {

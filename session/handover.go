@@ -194,6 +194,12 @@ func (b *Broker) appendStateLocked(dst []byte, s *Session, w *store.Message, wil
 	for i := int(s.head); i < len(s.queue); i++ {
 		dst = binary.AppendUvarint(dst, s.queue[i].m.fwdID)
 	}
+	// Then those of what it took lately (RecordIDs), delivered already.
+	recent := s.recentLocked()
+	dst = binary.AppendUvarint(dst, uint64(len(recent)))
+	for _, id := range recent {
+		dst = binary.AppendUvarint(dst, id)
+	}
 	return dst
 }
 
@@ -271,6 +277,18 @@ func (b *Broker) Install(id string, state []byte, extra [][]byte, adopted bool) 
 		}
 		fids[i], rest = v, rest[k:]
 	}
+	known := fids
+	if nr, k := binary.Uvarint(rest); k > 0 && nr <= uint64(len(rest)) {
+		rest = rest[k:]
+		known = append([]uint64(nil), fids...)
+		for range nr {
+			v, k := binary.Uvarint(rest)
+			if k <= 0 {
+				break
+			}
+			known, rest = append(known, v), rest[k:]
+		}
+	}
 
 	now := time.Now().UnixNano()
 	var publishNow *store.Message // after the locks
@@ -299,7 +317,7 @@ func (b *Broker) Install(id string, state []byte, extra [][]byte, adopted bool) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d := b.dedupWindow.Load(); d > 0 && !adopted {
-		s.openRecentLocked(now+d, fids) // before any delivery can come (dedup.go)
+		s.openRecentLocked(now+d, known) // before any delivery can come (dedup.go)
 	}
 	s.expiry, s.version = rec.Expiry, rec.Version
 	s.pers().subs = make(map[string]trie.Options, len(rec.Subscriptions))
