@@ -71,6 +71,7 @@ type Stats struct {
 	RetainedReplicas atomic.Int64 // retained changes applied from the bucket
 	HoldsReceived    atomic.Int64 // times another node asked this one to hold its publishers
 	RelayedMsgs      atomic.Int64 // messages passed on to the node a session moved to (relay.go)
+	RelayDropped     atomic.Int64 // messages for it dropped: too many kept before it installed the session
 	Minority         atomic.Int64 // 1 while this node hears fewer than half of the others (quorum.go)
 	RoutesRewritten  atomic.Int64 // own routes written again after another node deleted them
 	WatchRestarts    atomic.Int64 // watches of a bucket made again after they ended or stalled (watch.go)
@@ -94,6 +95,9 @@ type Node struct {
 	sess   sessions    // sessions.go
 	state  stateWriter // sessionstate.go
 	relay  relays      // relay.go
+	// installDelay (ns), set by tests, makes a session handed over to this
+	// node wait before it is installed (a slow node).
+	installDelay atomic.Int64
 
 	imu      sync.Mutex // interest (taken under trie locks: never call the trie with it)
 	interest map[string]*interest
@@ -201,7 +205,8 @@ func New(b *session.Broker, cfg Config) (*Node, error) {
 		opsReady: make(chan struct{}, 1), peers: map[string]*peer{}, own: map[string]uint64{}, ownFilter: map[string]string{},
 		retLast: map[string]uint64{}, stop: make(chan struct{}), prefix: "midge." + cfg.Name + ".",
 		incarn: binary.BigEndian.Uint64(seed[:])}
-	n.isLocal = func(s trie.Subscriber) bool { _, remote := s.(*peer); return !remote }
+	n.isLocal = func(s trie.Subscriber) bool { _, remote := s.(session.Remote); return !remote }
+	n.relay.local = &localRelay{n: n, slot: n.takeSlot(), subs: map[string]int{}} // relay.go; a slot for good
 	n.holdSub = n.holdSubject()
 	n.backs = map[string]*holdback{}
 	n.intakeHi.Store(intakeHigh)
@@ -371,6 +376,9 @@ func (n *Node) receive(msg *nats.Msg) {
 			return
 		}
 		body = b
+	case kindCut:
+		n.cutOver(string(data[1:])) // relay.go
+		return
 	default:
 		n.log.Printf("cluster %s: dropped a forwarded message of unknown kind %q", n.cfg.Name, data[0])
 		return
@@ -386,27 +394,33 @@ func (n *Node) receive(msg *nats.Msg) {
 }
 
 // deliver routes one forwarded message to this node's subscribers.
-func (n *Node) deliver(token uint32, p *codec.Packet) {
+func (n *Node) deliver(token uint32, fid uint64, client, shared []byte, p *codec.Packet) {
 	n.Stats.ReceivedMsgs.Add(1)
-	relayed := token == relayToken // passed on once already: never again (relay.go)
-	if relayed {
-		token = 0
+	if n.relay.active.Load() > 0 || token == relayToken {
+		n.deliverMoving(token, fid, client, shared, p) // relay.go: a session moves
+		return
 	}
+	n.deliverDirect(token, fid, p)
+}
+
+// deliverDirect routes a forwarded message to this node's subscribers: its
+// ordinary ones (token 0), or the pick among its members of a shared
+// subscription. It returns the number of deliveries.
+func (n *Node) deliverDirect(token uint32, fid uint64, p *codec.Packet) int {
 	shared := ""
 	if token != 0 {
 		n.imu.Lock()
 		shared = n.tokens[token]
 		n.imu.Unlock()
 		if shared == "" {
-			return // its group left this node meanwhile
+			return 0 // its group left this node meanwhile
 		}
 	}
-	if _, slow := n.b.RouteForwardedHeld(p, shared, &n.recvRes, n.isLocal, n.cur.hb); slow {
+	k, slow := n.b.RouteForwardedHeld(p, fid, shared, &n.recvRes, n.isLocal, n.cur.hb)
+	if slow {
 		n.holdSender(n.cur)
 	}
-	if token == 0 && !relayed && n.relay.active.Load() > 0 {
-		n.relayOut(p) // relay.go: a session that moved to another node
-	}
+	return k
 }
 
 // send publishes one batch (or its chunks) on a node's subject.
@@ -470,6 +484,9 @@ func (n *Node) stats() []session.Stat {
 		{Name: "cluster/bytes/received", Help: "Bytes of the NATS messages received from other nodes.", Value: s.ReceivedBytes.Load(), Counter: true},
 		{Name: "cluster/holds/received", Help: "Times another node asked this one to hold its publishers back.", Value: s.HoldsReceived.Load(), Counter: true},
 		{Name: "cluster/messages/relayed", Help: "Messages passed on to the node a session moved to during its takeover.", Value: s.RelayedMsgs.Load(), Counter: true},
+		{Name: "cluster/messages/relay-dropped", Help: "Messages not passed on to the node a session moved to: more than the relay keeps (16 MiB, max_queued_bytes, max_queued_messages) waited for it to install the session.", Value: s.RelayDropped.Load(), Counter: true},
+		{Name: "cluster/messages/duplicates-dropped", Help: "Second copies of a message not delivered to a session taken over from another node (it came both relayed and directly).", Value: n.b.Stats.DuplicatesDropped.Load(), Counter: true},
+		{Name: "cluster/sessions/uncut-handovers", Help: "Sessions handed over without waiting for the forwards received before (intake behind): a message may come twice.", Value: n.relay.cuts.Load(), Counter: true},
 		{Name: "cluster/watch/restarts", Help: "Watches of the cluster's buckets made again after they ended or stalled.", Value: s.WatchRestarts.Load(), Counter: true},
 		{Name: "cluster/retained/replicated", Help: "Retained changes applied from the cluster's bucket.", Value: s.RetainedReplicas.Load(), Counter: true},
 	}

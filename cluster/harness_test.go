@@ -354,3 +354,44 @@ func (n *Node) hasRoute(peer, filter string) bool {
 	}
 	return false
 }
+
+// dupCount counts a subscriber's copies of each payload: how many came as
+// new (DUP 0) and how many as resent (DUP 1). A QoS 1 message sent to the
+// old connection and not yet acknowledged when the takeover cut it is
+// resent on the new one with DUP 1 [MQTT-4.4.0-1]: the protocol's own
+// duplicate. A second copy sent as new is the broker's.
+type dupCount struct {
+	mu     sync.Mutex
+	copies map[string][2]int // payload → copies as new, resent
+}
+
+func (d *dupCount) add(m *client.Message) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.copies == nil {
+		d.copies = map[string][2]int{}
+	}
+	c := d.copies[string(m.Payload)]
+	if m.Dup {
+		c[1]++
+	} else {
+		c[0]++
+	}
+	d.copies[string(m.Payload)] = c
+}
+
+// duplicates returns the copies beyond each payload's first: sent as new
+// (a second DUP 0 copy), and resent (DUP 1) after a copy had come.
+func (d *dupCount) duplicates() (fresh, resent int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.copies {
+		fresh += max(c[0]-1, 0)
+		if c[0] > 0 {
+			resent += c[1]
+		} else {
+			resent += max(c[1]-1, 0)
+		}
+	}
+	return fresh, resent
+}

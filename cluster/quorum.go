@@ -122,7 +122,9 @@ func (n *Node) reconcile() {
 }
 
 // confirmOwner reports whether id's registry entry names another node; an
-// entry naming this one is confirmed by writing it again at its revision.
+// entry naming this one is confirmed by writing it again at its revision,
+// and a missing one is written anew (the majority took this node for dead
+// and removed the entries of its clean sessions: sessionstate.go).
 // A read may be answered by this node's own replica, still behind what the
 // majority wrote; the compare-and-set is decided by the stream's leader
 // with a quorum, so it fails on such a stale revision and the entry is read
@@ -133,7 +135,16 @@ func (n *Node) confirmOwner(ctx context.Context, id string) (mine bool, err erro
 	key := sessionKey(id)
 	e, err := n.sess.kv.Get(gctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return true, nil // nobody claimed it: left as it is
+		val, _ := json.Marshal(sessionEntry{Node: n.cfg.NodeName, ID: id})
+		rev, err := n.sess.kv.Create(gctx, key, val)
+		if err != nil {
+			return false, err // read again: another node may have claimed it meanwhile
+		}
+		r := &n.sess.revs
+		r.mu.Lock()
+		r.open[id] = rev // purged when the session ends here
+		r.mu.Unlock()
+		return true, nil
 	}
 	if err != nil {
 		return false, err

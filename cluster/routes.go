@@ -29,7 +29,7 @@ func routeKey(node, filter string) string {
 // announces it to the cluster, its last one withdraws it. Called under a
 // trie lock: it only queues the change.
 func (n *Node) Subscription(s trie.Subscriber, filter string, added bool) {
-	if _, remote := s.(*peer); remote || isSys(filter) {
+	if _, remote := s.(session.Remote); remote || isSys(filter) { // a peer, the local relay
 		return
 	}
 	n.imu.Lock()

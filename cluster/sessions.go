@@ -131,6 +131,7 @@ func (n *Node) startSessions(ctx context.Context, replicas int) error {
 	}
 	n.subs = append(n.subs, s)
 	n.b.SetSessionCluster(n)
+	n.b.SetDedupWindow(dedupFor) // relay.go
 	if err := n.startState(ctx, replicas); err != nil {
 		return err
 	}
@@ -186,6 +187,22 @@ func (n *Node) endedEntry(id string) {
 		case r.ready <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// queuePurges queues the purges of registry entries, each up to its
+// revision, for the purge loop.
+func (n *Node) queuePurges(ops []purgeOp) {
+	if len(ops) == 0 {
+		return
+	}
+	r := &n.sess.revs
+	r.mu.Lock()
+	r.purge = append(r.purge, ops...)
+	r.mu.Unlock()
+	select {
+	case r.ready <- struct{}{}:
+	default:
 	}
 }
 
@@ -332,6 +349,7 @@ func (n *Node) claim(id string, cleanStart bool, expiry uint32) byte {
 	n.relayBack(id) // relay.go: it left this node earlier
 	switch {
 	case state != nil && !cleanStart:
+		time.Sleep(time.Duration(n.installDelay.Load()))
 		if err := n.b.Install(id, state, nil, false); err != nil {
 			n.log.Printf("cluster %s: session %q handed over unreadable: %v", n.cfg.Name, id, err)
 		}
@@ -370,7 +388,13 @@ func (n *Node) takeRequest(msg *nats.Msg) {
 	if resume {
 		m = n.relayStart(id, node) // before the handover: nothing between is lost
 	}
-	state, found := n.b.HandOver(id, resume)
+	var state []byte
+	var found bool
+	if resume {
+		state, found = n.handOver(m, id) // relay.go: on the receive goroutine
+	} else {
+		state, found = n.b.HandOver(id, false)
+	}
 	switch {
 	case !found:
 		n.relayCancel(m)

@@ -48,24 +48,33 @@ func TestClusterSessions(t *testing.T) {
 	t.Run("TakeoverTime", func(t *testing.T) { testTakeoverTime(t, nodes) })
 	t.Run("WillDelay", func(t *testing.T) { testWillDelayAcrossNodes(t, nodes) })
 	t.Run("Expiry", func(t *testing.T) { testExpiryAcrossNodes(t, nodes) })
-	t.Run("TakeoverInFlight", func(t *testing.T) { testTakeoverInFlight(t, nodes) })
+	t.Run("TakeoverInFlight", func(t *testing.T) { testTakeoverInFlight(t, nodes, "mv", false, 2) })
+	t.Run("TakeoverInFlightShared", func(t *testing.T) { testTakeoverInFlight(t, nodes, "shmv", true, 2) })
+	t.Run("TakeoverInFlightLocal", func(t *testing.T) { testTakeoverInFlight(t, nodes, "lcmv", false, 0) })
+	t.Run("RelayBound", func(t *testing.T) { testRelayBound(t, nodes) })
 }
 
 // testTakeoverInFlight: a persistent QoS 1 subscriber moves between n1 and
 // n2 six times while a publisher on n3 publishes without pause: every
 // message n3 acknowledged is delivered, those forwarded to the old node
-// while the session moved included (relay.go).
-func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
+// while the session moved included (relay.go), and none twice as new.
+// shared: the subscriber is the only member of a shared subscription
+// ($share/g/<topic>/#), whose picks n3 makes for the node it is on.
+// pubOn: the publisher's node (0: n1, the old node of every other move,
+// the new one of the others).
+func testTakeoverInFlight(t *testing.T, nodes []*testNode, topic string, shared bool, pubOn int) {
 	var got sync.Map // payload → struct{}
 	var received atomic.Int64
+	var copies dupCount
 	open := func(addr string, clean bool) *client.Client {
-		o := client.Options{Addr: addr, ClientID: "mover", Version: codec.Version5, CleanStart: clean, MaxInflight: 100}
+		o := client.Options{Addr: addr, ClientID: topic + "-mover", Version: codec.Version5, CleanStart: clean, MaxInflight: 100}
 		o.Props.SessionExpiry = 600
 		o.Props.Set(codec.PropSessionExpiry)
 		c := client.New(o)
 		c.OnMessage = func(m *client.Message) {
 			got.Store(string(m.Payload), struct{}{})
 			received.Add(1)
+			copies.add(m)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -76,16 +85,29 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 		return c
 	}
 	c := open(nodes[0].addr, true)
-	subscribe(t, c, nil, codec.Subscription{Filter: []byte("mv/#"), QoS: 1})
+	filter := topic + "/#"
+	if shared {
+		filter = "$share/g/" + filter
+	}
+	subscribe(t, c, nil, codec.Subscription{Filter: []byte(filter), QoS: 1})
+	if pubOn != 0 {
+		waitRoute(t, nodes[pubOn], "n1", filter)
+	}
 	relayed := func() (r int64) {
 		for _, tn := range nodes {
 			r += tn.node.Stats.RelayedMsgs.Load()
 		}
 		return r
 	}
-	before := relayed()
+	cut := func() (r int64) {
+		for _, tn := range nodes {
+			r += tn.b.Stats.DuplicatesDropped.Load()
+		}
+		return r
+	}
+	before, cutBefore := relayed(), cut()
 
-	pub, _ := connect(t, nodes[2].addr, "mv-pub", codec.Version5)
+	pub, _ := connect(t, nodes[pubOn].addr, topic+"-pub", codec.Version5)
 	var acked []int
 	var mu sync.Mutex
 	stop, done := make(chan struct{}), make(chan struct{})
@@ -98,7 +120,7 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 			default:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := pub.Publish(ctx, &client.Message{Topic: []byte("mv/x"), Payload: []byte(strconv.Itoa(seq)), QoS: 1})
+			err := pub.Publish(ctx, &client.Message{Topic: []byte(topic + "/x"), Payload: []byte(strconv.Itoa(seq)), QoS: 1})
 			cancel()
 			if err != nil {
 				return
@@ -129,9 +151,14 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode) {
 		}
 		missing = left
 	}
-	t.Logf("%d acknowledged, %d received, %d relayed by the old nodes", len(want), received.Load(), relayed()-before)
+	fresh, resent := copies.duplicates()
+	t.Logf("%d acknowledged, %d received, %d relayed by the old nodes, %d second copies cut by the new ones; duplicates: %d sent as new, %d resent (DUP 1)",
+		len(want), received.Load(), relayed()-before, cut()-cutBefore, fresh, resent)
 	if len(missing) > 0 {
 		t.Fatalf("%d acknowledged messages lost, first %v", len(missing), missing[:min(len(missing), 20)])
+	}
+	if fresh > 0 {
+		t.Fatalf("%d messages delivered twice as new (DUP 0): each is sent once across a takeover", fresh)
 	}
 }
 

@@ -309,6 +309,47 @@ func (n *Node) adopt(ctx context.Context, dead string) {
 		n.log.Printf("cluster %s: took over %d sessions of node %s (%d wills published) in %v", n.cfg.Name,
 			sessions, dead, wills, time.Since(start).Round(time.Millisecond))
 	}
+	if dead != n.cfg.NodeName {
+		n.purgeDeadEntries(ctx, dead, all)
+	}
+}
+
+// purgeDeadEntries removes the registry entries that still name node dead
+// and have no replicated state to adopt: its clean sessions, which ended
+// with it. Each is purged up to the revision read, so an entry a live node
+// wrote since (the client connected again) stays. Only another node's:
+// no entry naming a dead node is written any more, while this node's own
+// clients may claim theirs at any moment. A node that was only cut off
+// writes the entries of the sessions it still holds again when it rejoins
+// (quorum.go: confirmOwner).
+func (n *Node) purgeDeadEntries(ctx context.Context, dead string, all map[string]*replicated) {
+	w, err := n.sess.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		n.log.Printf("cluster %s: reading the registry for node %s's entries: %v", n.cfg.Name, dead, err)
+		return
+	}
+	defer func() { _ = w.Stop() }()
+	var ops []purgeOp
+	for e := range w.Updates() {
+		if e == nil {
+			break // the entries held now are read
+		}
+		var se sessionEntry
+		if json.Unmarshal(e.Value(), &se) != nil || se.Node != dead {
+			continue
+		}
+		if r := all[n.stateSubject(dead, se.ID)]; r != nil && r.state != nil {
+			continue // adopt's
+		}
+		ops = append(ops, purgeOp{key: e.Key(), rev: e.Revision()})
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	n.queuePurges(ops)
+	if len(ops) > 0 {
+		n.log.Printf("cluster %s: removing %d registry entries of node %s's clean sessions", n.cfg.Name, len(ops), dead)
+	}
 }
 
 // adoptCancelled reports (and logs) that the sessions of node dead stay
@@ -369,6 +410,8 @@ func (n *Node) adoptOne(ctx context.Context, dead string, r *replicated) (adopte
 			will = true
 		}
 		_ = n.state.stream.Purge(ctx, jetstream.WithPurgeSubject(r.subject))
+		// Its entry stays, naming this node: the client, if its node was
+		// only cut off, is disconnected there at the heal (quorum.go).
 	} else if err := n.b.Install(r.id, r.state, r.extra, true); err != nil {
 		n.log.Printf("cluster %s: session %q of node %s: %v", n.cfg.Name, r.id, dead, err)
 		return false, false, false

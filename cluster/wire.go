@@ -14,17 +14,27 @@ import (
 // subject of the receiving node. The MQTT topic travels inside the payload,
 // never in the subject, so every topic arrives byte-identical.
 //
-//	batch: 'B' record...
-//	record: uvarint token, then the message as an MQTT 5 PUBLISH frame
+//	batch: 'B' base(8) record...
+//	record: uvarint token, uvarint id-base, [relayed: uvarint length,
+//	        client id, uvarint length, shared subscription filter or
+//	        nothing], then the message as an MQTT 5 PUBLISH frame
 //	        (QoS, RETAIN as published, forwarded properties, expiry left)
 //	chunk: 'C' id(8) total(4) offset(4) bytes: a piece of a batch's records
 //	       too large for one NATS message, reassembled by (sender, id)
+//	cut: 'T' client id: the node's own marker for a takeover (relay.go)
 //
-// token 0: for the node's ordinary subscribers; else the shared subscription
-// (the node's own token for it, from its route) whose pick fell on the node.
+// token 0: for the node's ordinary subscribers; relayToken: passed on by
+// the node a session left, for that session only (its client id follows);
+// else the shared subscription (the node's own token for it, from its
+// route) whose pick fell on the node. id is the message's forward id
+// (session.Message.ForwardID), the same in every node's copy: the node a
+// session moved to sees by it a message that came both ways. base is the
+// batch's first id, so the others take a byte or two.
 const (
 	kindBatch    = 'B'
 	kindChunk    = 'C'
+	kindCut      = 'T'
+	batchHeader  = 1 + 8
 	chunkHeader  = 1 + 8 + 4 + 4
 	maxChunkBody = 256 << 20 // a whole batch: at most one MQTT packet's worth, plus headers
 )
@@ -34,10 +44,12 @@ var errWire = errors.New("cluster: malformed forwarded batch")
 // appendRecord encodes m onto dst (a batch: its kind byte first).
 // Allocation-free: the packet is built in place on the stack.
 func appendRecord(dst []byte, m *session.Message, token uint32, now int64) []byte {
+	id := m.ForwardID()
 	if len(dst) == 0 {
-		dst = append(dst, kindBatch)
+		dst = binary.BigEndian.AppendUint64(append(dst, kindBatch), id)
 	}
 	dst = binary.AppendUvarint(dst, uint64(token))
+	dst = binary.AppendUvarint(dst, id-binary.BigEndian.Uint64(dst[1:batchHeader]))
 	var p codec.Packet
 	fillPacket(&p, m, now)
 	return p.Encode(dst, codec.Version5)
@@ -58,9 +70,39 @@ func fillPacket(p *codec.Packet, m *session.Message, now int64) {
 	}
 }
 
+// appendRelayed encodes a relayed record (the batch's base is 0) of the
+// message with forward id id, for client id's session (through its shared
+// subscription filter, or "" for its ordinary ones).
+func appendRelayed(dst []byte, p *codec.Packet, id uint64, client, filter string) []byte {
+	if len(dst) == 0 {
+		dst = binary.BigEndian.AppendUint64(append(dst, kindBatch), 0)
+	}
+	dst = binary.AppendUvarint(dst, relayToken)
+	dst = binary.AppendUvarint(dst, id)
+	dst = binary.AppendUvarint(dst, uint64(len(client)))
+	dst = append(dst, client...)
+	dst = binary.AppendUvarint(dst, uint64(len(filter)))
+	dst = append(dst, filter...)
+	return p.Encode(dst, codec.Version5)
+}
+
+// lengthPrefixed splits a uvarint length and that many bytes off b.
+func lengthPrefixed(b []byte) (field, rest []byte, ok bool) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || uint64(len(b)-n) < l {
+		return nil, nil, false
+	}
+	return b[n : n+int(l)], b[n+int(l):], true
+}
+
 // eachRecord calls fn for every record of a batch body (after the kind
-// byte). p's slices alias body.
-func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, p *codec.Packet)) error {
+// byte). p's slices, client and shared alias body.
+func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, id uint64, client, shared []byte, p *codec.Packet)) error {
+	if len(body) < batchHeader-1 {
+		return errWire
+	}
+	base := binary.BigEndian.Uint64(body)
+	body = body[batchHeader-1:]
 	dec := codec.Decoder{Version: codec.Version5}
 	for len(body) > 0 {
 		token, n := binary.Uvarint(body)
@@ -68,11 +110,26 @@ func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, p *codec.Pac
 			return errWire
 		}
 		body = body[n:]
+		off, n := binary.Uvarint(body)
+		if n <= 0 {
+			return errWire
+		}
+		body = body[n:]
+		var client, shared []byte
+		if token == relayToken {
+			var ok bool
+			if client, body, ok = lengthPrefixed(body); !ok {
+				return errWire
+			}
+			if shared, body, ok = lengthPrefixed(body); !ok {
+				return errWire
+			}
+		}
 		used, err := dec.Decode(body, p)
 		if err != nil || p.Type != codec.PUBLISH {
 			return errWire
 		}
-		fn(uint32(token), p)
+		fn(uint32(token), base+off, client, shared, p)
 		body = body[used:]
 	}
 	return nil

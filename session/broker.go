@@ -159,6 +159,7 @@ type Stats struct {
 	PublishReceived   atomic.Int64
 	PublishSent       atomic.Int64
 	PublishDropped    atomic.Int64
+	DuplicatesDropped atomic.Int64 // second copies of a message cut after a cluster takeover (SetDedupWindow)
 	PublishBytesRecv  atomic.Int64 // payload bytes of PUBLISH received
 	PublishBytesSent  atomic.Int64
 	BytesReceived     atomic.Int64 // all bytes, counted by the transport
@@ -191,6 +192,9 @@ type Broker struct {
 
 	// nil unless sessions are cluster-wide (handover.go)
 	sessions SessionCluster
+	// dedupWindow (ns): how long a session handed over from another node
+	// takes each forward id once (dedup.go); 0: never.
+	dedupWindow atomic.Int64
 
 	extraStats []func() []Stat // cluster.go
 

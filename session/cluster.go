@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,9 @@ func (c *Client) routesKnown(p *codec.Packet, refused []bool) bool {
 // forward hands m to a remote node: batched in the publisher's loop turn
 // when there is one, else sent at once (wills, $SYS, work off the loops).
 func (b *Broker) forward(rem Remote, m *Message, token uint32, out *Output, now int64) {
+	if m.fwdID == 0 { // deliverAll gave it one, unless it came another way
+		m.fwdID = nextForwardID(out)
+	}
 	if out == nil {
 		rem.Send(rem.Append(nil, m, token, now))
 		return
@@ -92,6 +96,29 @@ func (b *Broker) forward(rem Remote, m *Message, token uint32, out *Output, now 
 		out.pending = append(out.pending, int32(slot))
 	}
 	f.buf = rem.Append(f.buf, m, token, now)
+}
+
+// Forward ids: each loop's Output counts up from a random start, the
+// other senders share one counter that does the same, so ids are
+// distinct across the cluster (ranges of 2^64 random starts do not meet)
+// and those of one batch close together (sent as differences).
+var soloForwardID atomic.Uint64
+
+func init() { soloForwardID.Store(rand.Uint64() | 1) }
+
+func nextForwardID(out *Output) uint64 {
+	if out == nil {
+		return soloForwardID.Add(1) | 1
+	}
+	if out.fwdNext == 0 {
+		out.fwdNext = rand.Uint64() | 1
+	}
+	id := out.fwdNext
+	out.fwdNext++
+	if out.fwdNext == 0 {
+		out.fwdNext = 1
+	}
+	return id
 }
 
 // fwdBuf is one turn's messages for one remote node.
@@ -241,14 +268,15 @@ func (h *Holdback) Held(now time.Time) bool { return h.c.StillHeld(now) }
 // is not a client of this node. It returns the number of deliveries.
 // Not safe for concurrent use with the same r.
 func (b *Broker) RouteForwarded(p *codec.Packet, shared string, r *trie.Result, local func(trie.Subscriber) bool) int {
-	n, _ := b.RouteForwardedHeld(p, shared, r, local, nil)
+	n, _ := b.RouteForwardedHeld(p, 0, shared, r, local, nil)
 	return n
 }
 
 // RouteForwardedHeld is RouteForwarded that also reports whether a
 // subscriber's queue is filling (slow): hb (nil: none) is then held until
-// it drains. Not safe for concurrent use with the same r or hb.
-func (b *Broker) RouteForwardedHeld(p *codec.Packet, shared string, r *trie.Result, local func(trie.Subscriber) bool, hb *Holdback) (n int, slow bool) {
+// it drains; fid is the message's forward id (Message.ForwardID, 0: none).
+// Not safe for concurrent use with the same r or hb.
+func (b *Broker) RouteForwardedHeld(p *codec.Packet, fid uint64, shared string, r *trie.Result, local func(trie.Subscriber) bool, hb *Holdback) (n int, slow bool) {
 	now := time.Now().UnixNano()
 	if shared == "" {
 		b.subs.Match(p.Topic, nil, r)
@@ -264,6 +292,7 @@ func (b *Broker) RouteForwardedHeld(p *codec.Packet, shared string, r *trie.Resu
 		r.Subs, r.Shared = r.Subs[:0], append(r.Shared[:0], d)
 	}
 	m := newMessage(p.Topic, p, now)
+	m.fwdID = fid
 	pb := b.newBatch()
 	var pub *Client
 	if hb != nil {
@@ -273,6 +302,48 @@ func (b *Broker) RouteForwardedHeld(p *codec.Packet, shared string, r *trie.Resu
 	b.submit(pb)
 	m.Release()
 	return n, slow
+}
+
+// RouteForwardedTo routes a message forwarded by another node (forward id
+// fid) to one session only: the node a session left passes on to the node
+// it went to what still came for it. With shared empty, to the session's
+// ordinary subscriptions that match; else to its membership of that shared
+// subscription, or, if it has none (left the group), to another local
+// member (local reports which subscribers are). Not safe for concurrent
+// use with the same r.
+func (b *Broker) RouteForwardedTo(p *codec.Packet, fid uint64, id, shared string, r *trie.Result, local func(trie.Subscriber) bool) int {
+	now := time.Now().UnixNano()
+	if shared != "" {
+		other := func(s trie.Subscriber) bool { x, ok := s.(*Session); return !ok || x.ID() != id }
+		d, ok := b.subs.PickShared(shared, other)
+		if !ok {
+			d, ok = b.subs.PickShared(shared, func(s trie.Subscriber) bool { return !local(s) })
+		}
+		if !ok {
+			return 0
+		}
+		r.Subs, r.Shared = r.Subs[:0], append(r.Shared[:0], d)
+	} else {
+		b.subs.Match(p.Topic, nil, r)
+		subs := r.Subs[:0]
+		for _, d := range r.Subs {
+			if s, ok := d.Sub.(*Session); ok && s.ID() == id {
+				subs = append(subs, d)
+			}
+		}
+		clear(r.Subs[len(subs):])
+		r.Subs, r.Shared = subs, r.Shared[:0]
+		if len(r.Subs) == 0 {
+			return 0
+		}
+	}
+	m := newMessage(p.Topic, p, now)
+	m.fwdID = fid
+	pb := b.newBatch()
+	n, _, _ := b.deliverAll(m, r, pb, nil, now, nil, false)
+	b.submit(pb)
+	m.Release()
+	return n
 }
 
 // ApplyRetained sets (p's payload not empty) or clears the retained message

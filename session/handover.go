@@ -186,6 +186,20 @@ func (b *Broker) appendStateLocked(dst []byte, s *Session, w *store.Message, wil
 	for _, id := range fl.awaitingRel {
 		dst = binary.AppendUvarint(dst, uint64(id))
 	}
+	// The messages' forward ids, in the same order (dedup.go): the new node
+	// knows them when another copy comes.
+	for i := range fl.inflight {
+		dst = binary.AppendUvarint(dst, fl.inflight[i].e.m.fwdID)
+	}
+	for i := int(s.head); i < len(s.queue); i++ {
+		dst = binary.AppendUvarint(dst, s.queue[i].m.fwdID)
+	}
+	// Then those of what it took lately (RecordIDs), delivered already.
+	recent := s.recentLocked()
+	dst = binary.AppendUvarint(dst, uint64(len(recent)))
+	for _, id := range recent {
+		dst = binary.AppendUvarint(dst, id)
+	}
 	return dst
 }
 
@@ -255,6 +269,26 @@ func (b *Broker) Install(id string, state []byte, extra [][]byte, adopted bool) 
 		}
 		rel, rest = append(rel, uint16(v)), rest[k:]
 	}
+	fids := make([]uint64, count) // absent (an older state): none
+	for i := range fids {
+		v, k := binary.Uvarint(rest)
+		if k <= 0 {
+			break
+		}
+		fids[i], rest = v, rest[k:]
+	}
+	known := fids
+	if nr, k := binary.Uvarint(rest); k > 0 && nr <= uint64(len(rest)) {
+		rest = rest[k:]
+		known = append([]uint64(nil), fids...)
+		for range nr {
+			v, k := binary.Uvarint(rest)
+			if k <= 0 {
+				break
+			}
+			known, rest = append(known, v), rest[k:]
+		}
+	}
 
 	now := time.Now().UnixNano()
 	var publishNow *store.Message // after the locks
@@ -282,6 +316,9 @@ func (b *Broker) Install(id string, state []byte, extra [][]byte, adopted bool) 
 	s := newSession(b, &reader{pol: &b.policy, info: ClientInfo{ClientID: id, Username: rec.Username, HasUsername: rec.HasUsername}})
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if d := b.dedupWindow.Load(); d > 0 && !adopted {
+		s.openRecentLocked(now+d, known) // before any delivery can come (dedup.go)
+	}
 	s.expiry, s.version = rec.Expiry, rec.Version
 	s.pers().subs = make(map[string]trie.Options, len(rec.Subscriptions))
 	for _, sub := range rec.Subscriptions {
@@ -291,8 +328,11 @@ func (b *Broker) Install(id string, state []byte, extra [][]byte, adopted bool) 
 			s.p.subs[sub.Filter] = o
 		}
 	}
-	for _, q := range queued {
+	for i, q := range queued {
 		e := entry{m: messageFromStore(&q.Msg), qos: q.QoS, retain: q.Retain}
+		if i < len(fids) {
+			e.m.fwdID = fids[i]
+		}
 		if len(q.SubIDs) > 0 {
 			e.ids = append([]uint32(nil), q.SubIDs...)
 		}

@@ -31,7 +31,15 @@ type Message struct {
 	// from is who published a retained message, for check_retain_source
 	// (nil: the broker, or no check).
 	from *reader
+
+	// fwdID names the message across a cluster once it is forwarded: the
+	// same id in every node's copy (0: not forwarded).
+	fwdID uint64
 }
+
+// ForwardID is the message's cluster-wide id, given when it is first
+// forwarded to another node (0 before).
+func (m *Message) ForwardID() uint64 { return m.fwdID }
 
 var messagePool = sync.Pool{New: func() any { return new(Message) }}
 
@@ -55,7 +63,7 @@ func newMessage(topic []byte, p *codec.Packet, now int64) *Message {
 	b := m.buf[:0]
 	b, m.Topic = appendField(b, topic)
 	b, m.Payload = appendField(b, p.Payload)
-	m.QoS, m.Retain, m.ExpiresAt, m.from = p.QoS, p.Retain, 0, nil
+	m.QoS, m.Retain, m.ExpiresAt, m.from, m.fwdID = p.QoS, p.Retain, 0, nil, 0
 
 	m.Props.Reset()
 	src := &p.Props

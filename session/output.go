@@ -31,6 +31,7 @@ type Output struct {
 	// A cluster's forwards of this turn, by Remote slot (cluster.go).
 	fwds    []fwdBuf
 	pending []int32
+	fwdNext uint64 // the next forwarded message's id (0: not drawn yet)
 
 	// now is the time of the loop turn (unix ns), read once per turn rather
 	// than once per message; the transport sets it with SetNow.

@@ -370,6 +370,9 @@ func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Resu
 // turn) unless m came from another node (fwd false); the publisher's
 // acknowledgement does not wait for the other node.
 func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Client, now int64, out *Output, fwd bool) (n int, slow bool, seq uint64) {
+	if fwd && b.cluster != nil && m.fwdID == 0 {
+		m.fwdID = nextForwardID(out) // before any delivery: the local copy is known by it too (dedup.go)
+	}
 	var later [4]*Client
 	wakes := later[:0]
 	for k, set := range [2][]trie.Delivery{r.Subs, r.Shared} {

@@ -59,6 +59,7 @@ type Session struct {
 type flows struct {
 	inflight    []inflight // outgoing QoS 1/2 not yet complete, in send order
 	awaitingRel []uint16   // inbound QoS 2 packet ids between PUBREC and PUBREL [MQTT-4.3.3]
+	recent      *recentIDs // a cluster's takeover: messages already had (DedupFor)
 }
 
 // noFlows stands for the flows of a session that has none. Read-only: it is
@@ -186,6 +187,11 @@ func (s *Session) deliver(m *Message, qos byte, retain, ask bool, ids []uint32, 
 	s.mu.Lock()
 	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0 && !s.connecting) {
 		s.mu.Unlock()
+		return false, false, nil
+	}
+	if !force && s.fl != nil && s.fl.recent != nil && s.repeatedLocked(m, now) { // force: retained on subscribe, sent again by right
+		s.mu.Unlock()
+		s.b.Stats.DuplicatesDropped.Add(1)
 		return false, false, nil
 	}
 	n := len(s.queue) - int(s.head)

@@ -1,0 +1,109 @@
+package session
+
+import "time"
+
+// After a takeover across a cluster's nodes, a message may reach the
+// session by two ways for a moment: forwarded by a node that still routed
+// it to the old node (which passes it on) and to this one, or published
+// here and passed back by the old node. Every copy carries the message's
+// forward id (Message.ForwardID), and so do the messages handed over with
+// the session; for a while after the takeover, the session takes each id
+// once (SetDedupWindow).
+
+// recentMax is how many ids one generation keeps: two generations, so the
+// last recentMax to 2*recentMax ids are remembered. A copy older than that
+// may come twice, never be lost.
+const recentMax = 4096
+
+// recentIDs are the forward ids a session took lately, until until.
+type recentIDs struct {
+	until     int64 // unix ns
+	cur, prev map[uint64]struct{}
+}
+
+// SetDedupWindow makes every session installed from another node's
+// handover (Install, not adopted) take each forwarded message once for d
+// after the install, whichever way its copies come, those handed over with
+// it included. 0: never. Any goroutine.
+func (b *Broker) SetDedupWindow(d time.Duration) { b.dedupWindow.Store(int64(d)) }
+
+// RecordIDs makes id's session, here, note the forward ids of what it
+// takes for d from now: handed over meanwhile, it carries them to the new
+// node, which then takes another copy of one of them (passed on by this
+// node's relay) as a repeat. It reports whether the session is held here.
+// Any goroutine.
+func (b *Broker) RecordIDs(id string, d time.Duration) bool {
+	b.registry.mu.Lock()
+	s := b.registry.m.get(id)
+	b.registry.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	until := time.Now().Add(d).UnixNano()
+	if s.fl != nil && s.fl.recent != nil {
+		s.fl.recent.until = max(s.fl.recent.until, until)
+		return true
+	}
+	s.openRecentLocked(until, nil)
+	return true
+}
+
+// recentLocked lists the ids s remembers. Assumes s.mu.
+func (s *Session) recentLocked() []uint64 {
+	if s.fl == nil || s.fl.recent == nil {
+		return nil
+	}
+	r := s.fl.recent
+	ids := make([]uint64, 0, len(r.cur)+len(r.prev))
+	for id := range r.cur {
+		ids = append(ids, id)
+	}
+	for id := range r.prev {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// openRecentLocked opens s's window until until, knowing ids already.
+// Assumes s.mu.
+func (s *Session) openRecentLocked(until int64, ids []uint64) {
+	r := &recentIDs{until: until, cur: make(map[uint64]struct{}, len(ids)), prev: map[uint64]struct{}{}}
+	for _, id := range ids {
+		if id != 0 {
+			r.cur[id] = struct{}{}
+		}
+	}
+	s.newFlows().recent = r
+}
+
+// repeatedLocked reports whether the session took m already, noting it
+// otherwise; past the window the ids are let go. Assumes s.mu and
+// s.fl.recent.
+func (s *Session) repeatedLocked(m *Message, now int64) bool {
+	r := s.fl.recent
+	if now > r.until {
+		s.fl.recent = nil
+		return false
+	}
+	id := m.fwdID
+	if id == 0 {
+		return false
+	}
+	if _, ok := r.cur[id]; ok {
+		return true
+	}
+	if _, ok := r.prev[id]; ok {
+		return true
+	}
+	if len(r.cur) >= recentMax {
+		clear(r.prev)
+		r.cur, r.prev = r.prev, r.cur
+	}
+	r.cur[id] = struct{}{}
+	return false
+}
