@@ -40,6 +40,7 @@ var (
 	netw    *network
 	nodes   []*node
 	workDir string
+	hold    time.Duration
 	ending  atomic.Bool // the first failure ends the run; later ones (its echoes) are not reported
 )
 
@@ -87,6 +88,7 @@ func main() {
 	bin := flag.String("midge", "bin/midge", "the midge binary")
 	which := flag.String("cuts", "unplug,blackhole", "the cuts to run, one round each, in this order")
 	timeout := flag.Duration("timeout", 5*time.Minute, "the whole run's bound")
+	flag.DurationVar(&hold, "hold", 0, "keep each cut at least this long (0: as long as its checks take, ~9-14 s)")
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
@@ -196,7 +198,17 @@ func round(r int, c cut) string {
 	twice3.subscribe(p + "/twice/#")
 	crossing(w[0], w[2], p+"/pre/to3", 20*time.Second)
 	crossing(w[2], w[0], p+"/pre/to1", 20*time.Second)
-	time.Sleep(300 * time.Millisecond) // the session's snapshot is replicated asynchronously
+	// The session's snapshot is written to the cluster's stream
+	// asynchronously, and right after a heal JetStream may not take it for
+	// seconds: the majority can take over only what was written before
+	// the cut. Wait a $SYS tick past the SUBSCRIBE, then until nothing is
+	// pending on n3.
+	time.Sleep(1500 * time.Millisecond)
+	if d := waitUntil(30*time.Second, "n3: $SYS sessions/state-pending 0", func() bool {
+		return w[2].last("$SYS/broker/cluster/sessions/state-pending") == "0"
+	}); d > 100*time.Millisecond {
+		fmt.Printf("  n3's session state written to the stream %s later than at once\n", secs(d))
+	}
 
 	marks := []int{n1.logMark(), n2.logMark(), n3.logMark()}
 	cutAt := time.Now()
@@ -254,6 +266,8 @@ func round(r int, c cut) string {
 	}
 	fmt.Printf("  majority: retained set on n2, %s resumed on n1 (session present 1) while n3 still holds it (%d + %d CONNECTs refused first); cut for %s\n",
 		o.ClientID, ref2, ref1, secs(time.Since(cutAt)))
+
+	time.Sleep(time.Until(cutAt.Add(hold)))
 
 	// Plug n3 back and measure each step of the convergence from then.
 	marks = []int{n1.logMark(), n2.logMark(), n3.logMark()}
