@@ -24,6 +24,7 @@ type node struct {
 	name    string
 	ns, dir string
 	cmd     *exec.Cmd
+	exited  chan struct{}
 }
 
 func (n *node) addr() string    { return nodeAddr(n.i) + ":1883" }
@@ -52,7 +53,18 @@ func (n *node) start(bin string, size int) error {
 	}
 	n.cmd = exec.Command("ip", "netns", "exec", n.ns, bin, "-c", path) // ip execs midge: same pid
 	n.cmd.Stdout, n.cmd.Stderr = log, log
-	return n.cmd.Start()
+	if err := n.cmd.Start(); err != nil {
+		return err
+	}
+	n.exited = make(chan struct{})
+	go func() {
+		err := n.cmd.Wait()
+		close(n.exited)
+		if !ending.Load() {
+			failf("%s exited on its own: %v", n.name, err)
+		}
+	}()
+	return nil
 }
 
 func (n *node) stop() {
@@ -60,13 +72,11 @@ func (n *node) stop() {
 		return
 	}
 	n.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { n.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-n.exited:
 	case <-time.After(15 * time.Second):
 		n.cmd.Process.Kill()
-		<-done
+		<-n.exited
 	}
 }
 
