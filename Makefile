@@ -4,7 +4,7 @@ BIN     := bin/midge
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build run test deps lint vet bench fuzz perf crash soak clean mosquitto-suite man install uninstall cross
+.PHONY: all build run test deps lint vet bench fuzz perf crash soak clean mosquitto-suite man install uninstall cross cluster-chaos
 
 all: build
 
@@ -74,6 +74,17 @@ crash:
 	$(GO) build -o $(BIN) .
 	$(GO) run ./test/crash -q -broker $(BIN) -rounds $(CRASH_ROUNDS)
 	$(GO) run ./test/crash -q -broker $(BIN) -rounds $(CRASH_ROUNDS) -v5
+
+# Partitions with a real (virtual) network, root only, not in `make test`
+# (test/chaos): three midge processes in network namespaces on a bridge;
+# n3's link is unplugged, then blackholed, and plugged back each time;
+# fails on any broken check, prints the times. About a minute.
+# e.g. CHAOSFLAGS="-cuts blackhole".
+CHAOSFLAGS ?=
+cluster-chaos:
+	@[ "$$(id -u)" = 0 ] || { echo "cluster-chaos: cannot run: it must run as root (network namespaces)" >&2; exit 2; }
+	$(GO) build -o $(BIN) .
+	$(GO) run ./test/chaos -midge $(BIN) $(CHAOSFLAGS)
 
 # The soak (issue 20): 1,000 clients of every kind against midge with
 # persistence for SOAKTIME, every delivery guarantee checked as it goes;

@@ -16,6 +16,19 @@ import (
 // advises against more than 8 MiB.
 const embeddedMaxPayload = 8 << 20
 
+// A NATS route that goes silent without closing (a cut link drops its
+// packets) is closed once routePingsOut pings sent every routePing go
+// unanswered (10-15 s), and NATS dials it again every second. NATS's
+// defaults (2 minutes, 2 pings) leave it open for minutes, its TCP
+// retransmissions backing off meanwhile: after a real cut of 30-60 s the
+// peers heard each other again only at the next retransmission, 24-28 s
+// after the link was back (test/chaos). Pings every 2 s were suspected of
+// closing busy routes under load, hence 5 s and two unanswered.
+const (
+	routePing     = 5 * time.Second
+	routePingsOut = 2
+)
+
 // embedded starts this node's own nats-server: a route port for the peers, JetStream for the buckets.
 func (n *Node) embedded(ctx context.Context) (*server.Server, error) {
 	host, ps, err := net.SplitHostPort(n.cfg.Listen)
@@ -46,7 +59,7 @@ func (n *Node) embedded(ctx context.Context) (*server.Server, error) {
 		peers = []string{n.cfg.Listen} // a cluster of one for now, others may join
 	}
 	if len(peers) > 0 {
-		opts.Cluster = server.ClusterOpts{Name: n.cfg.Name, Host: host, Port: port}
+		opts.Cluster = server.ClusterOpts{Name: n.cfg.Name, Host: host, Port: port, PingInterval: routePing, MaxPingsOut: routePingsOut}
 		for _, p := range peers {
 			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: p})
 		}

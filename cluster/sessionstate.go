@@ -55,6 +55,11 @@ type stateWriter struct {
 	stream jetstream.Stream
 	held   map[string]bool // client ids with replicated state (guarded by mu)
 	on     atomic.Bool     // bound and writing: a dead node's sessions can be taken
+	// pending counts the changes queued and not yet through the writer:
+	// while it is not 0, what the majority would take over if this node
+	// were cut off now is behind (JetStream not answering, e.g. right
+	// after a partition heals).
+	pending atomic.Int64
 }
 
 func (n *Node) stateSubject(node, id string) string {
@@ -93,6 +98,7 @@ func (n *Node) queueState(id string, op stateOp) {
 		w.held[id] = true
 	}
 	w.ops = append(w.ops, op)
+	w.pending.Add(1)
 	w.mu.Unlock()
 	select {
 	case w.ready <- struct{}{}:
@@ -141,6 +147,7 @@ func (n *Node) stateLoop() {
 			n.writeState(op)
 		}
 		n.awaitAsync()
+		w.pending.Add(-int64(len(ops)))
 	}
 }
 
