@@ -52,6 +52,39 @@ func TestClusterSessions(t *testing.T) {
 	t.Run("TakeoverInFlightShared", func(t *testing.T) { testTakeoverInFlight(t, nodes, "shmv", true, 2) })
 	t.Run("TakeoverInFlightLocal", func(t *testing.T) { testTakeoverInFlight(t, nodes, "lcmv", false, 0) })
 	t.Run("RelayBound", func(t *testing.T) { testRelayBound(t, nodes) })
+	t.Run("TakeoverOrdinaryAndShared", func(t *testing.T) { testTakeoverOrdinaryAndShared(t, nodes) })
+}
+
+// testTakeoverOrdinaryAndShared: a session that subscribes to a topic both
+// directly and through a shared subscription takes each message twice,
+// once through each (MQTT 5 §4.8.2: the shared subscription is one of the
+// session's subscriptions like another), also in the dedup window after a
+// takeover across nodes: the publishing node's batch carries both copies
+// with one forward id (wire.go), and the second is not a repeat.
+func testTakeoverOrdinaryAndShared(t *testing.T, nodes []*testNode) {
+	const id = "both-mover"
+	c, _ := connectSession(t, nodes[0].addr, id, true, 600)
+	subscribe(t, c, nil, codec.Subscription{Filter: []byte("both/#"), QoS: 1},
+		codec.Subscription{Filter: []byte("$share/g/both/#"), QoS: 1})
+	_, in := connectSession(t, nodes[1].addr, id, false, 600) // taken over from n1, live
+	waitRoute(t, nodes[2], "n2", "both/#")
+	waitRoute(t, nodes[2], "n2", "$share/g/both/#")
+	pub, _ := connect(t, nodes[2].addr, "both-pub", codec.Version5)
+	const sent = 5
+	for i := range sent {
+		publish(t, pub, &client.Message{Topic: []byte("both/x"), Payload: []byte(strconv.Itoa(i)), QoS: 1})
+	}
+	in.wait(t, 2*sent, 10*time.Second)
+	time.Sleep(200 * time.Millisecond) // a third copy would come meanwhile
+	copies := map[string]int{}
+	for _, g := range in.snapshot() {
+		copies[g.payload]++
+	}
+	for i := range sent {
+		if k := copies[strconv.Itoa(i)]; k != 2 {
+			t.Fatalf("message %d came %d times, want 2 (ordinary and shared): %v", i, k, copies)
+		}
+	}
 }
 
 // testTakeoverInFlight: a persistent QoS 1 subscriber moves between n1 and

@@ -104,11 +104,13 @@ func (b *Broker) forward(rem Remote, m *Message, token uint32, out *Output, now 
 // and those of one batch close together (sent as differences).
 var soloForwardID atomic.Uint64
 
+// An odd start counted up by 2 stays odd: never 0, and never the same id
+// twice (Add(1)|1 gave each id to two messages in a row).
 func init() { soloForwardID.Store(rand.Uint64() | 1) }
 
 func nextForwardID(out *Output) uint64 {
 	if out == nil {
-		return soloForwardID.Add(1) | 1
+		return soloForwardID.Add(2)
 	}
 	if out.fwdNext == 0 {
 		out.fwdNext = rand.Uint64() | 1

@@ -1,6 +1,12 @@
 package session
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/midge-mqtt/midge/codec"
+	"github.com/midge-mqtt/midge/trie"
+)
 
 // A session in its dedup window takes each forward id once, remembers the
 // last recentMax to 2*recentMax ids, lets messages without an id through,
@@ -30,5 +36,53 @@ func TestRepeatedForwardIDs(t *testing.T) {
 	}
 	if s.repeatedLocked(msg(100000), 101) || s.fl.recent != nil {
 		t.Fatal("the window is not let go once passed")
+	}
+}
+
+// Forward ids given off the loops (wills, $SYS, the broker's own
+// publishes) differ from one message to the next: two messages sharing an
+// id would make a session in its dedup window drop the second as a repeat.
+func TestSoloForwardIDsDistinct(t *testing.T) {
+	seen := map[uint64]bool{}
+	for range 1000 {
+		id := nextForwardID(nil)
+		if id == 0 || seen[id] {
+			t.Fatalf("forward id %d given twice (or 0)", id)
+		}
+		seen[id] = true
+	}
+}
+
+// A session that is a member of a shared subscription and also subscribes
+// to the same topic takes a message once through each (MQTT 5 §4.8.2: the
+// shared subscription's copy is its own), also in its dedup window: only
+// another copy of its ordinary delivery (relayed by the node it left) is a
+// repeat.
+func TestDedupWindowKeepsSharedAndOrdinaryCopies(t *testing.T) {
+	b := benchBroker()
+	c := connectClient(t, b, "s", codec.Version5, "t", 1)
+	var out Output
+	sp := &codec.Packet{Type: codec.SUBSCRIBE, PacketID: 2,
+		Subscriptions: []codec.Subscription{{Filter: []byte("$share/g/t"), QoS: 1}}}
+	if err := c.Handle(sp, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !b.RecordIDs("s", time.Minute) {
+		t.Fatal("session not held")
+	}
+	p := &codec.Packet{Type: codec.PUBLISH, QoS: 1, Topic: []byte("t"), Payload: []byte("x")}
+	local := func(s trie.Subscriber) bool { _, remote := s.(Remote); return !remote }
+	var r trie.Result
+	// Another node's batch: the message for this node's ordinary
+	// subscribers, then for its pick of the group (same forward id).
+	b.RouteForwardedHeld(p, 42, "", &r, local, nil)
+	b.RouteForwardedHeld(p, 42, "$share/g/t", &r, local, nil)
+	if got := b.Queued("s"); got != 2 {
+		t.Fatalf("%d copies queued, want 2 (ordinary and shared)", got)
+	}
+	// The node the session left passes the ordinary copy on too: a repeat.
+	b.RouteForwardedTo(p, 42, "s", "", &r, local)
+	if got := b.Queued("s"); got != 2 {
+		t.Fatalf("%d copies queued after the relayed one, want 2", got)
 	}
 }

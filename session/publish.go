@@ -405,7 +405,7 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Cl
 			if d.QoS < qos || b.opts.UpgradeOutgoingQoS {
 				qos = d.QoS
 			}
-			queued, full, w := s.deliver(m, qos, m.Retain && d.RetainAsPublished, ask, d.IDs, pb, false, pub, now)
+			queued, full, w := s.deliver(m, qos, m.Retain && d.RetainAsPublished, ask, k == 1, d.IDs, pb, false, pub, now)
 			if queued {
 				n++
 			}

@@ -182,14 +182,17 @@ func (s *Session) Busy() bool {
 // here: its client is returned as wakeAfterSubmit, to be woken once pb is
 // submitted, so that the record reaches the store before the subscriber
 // can acknowledge (and delete) it.
-func (s *Session) deliver(m *Message, qos byte, retain, ask bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool, wakeAfterSubmit *Client) {
+func (s *Session) deliver(m *Message, qos byte, retain, ask, shared bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool, wakeAfterSubmit *Client) {
 	opts := &s.b.opts
 	s.mu.Lock()
 	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0 && !s.connecting) {
 		s.mu.Unlock()
 		return false, false, nil
 	}
-	if !force && s.fl != nil && s.fl.recent != nil && s.repeatedLocked(m, now) { // force: retained on subscribe, sent again by right
+	// force: retained on subscribe, sent again by right. shared: a shared
+	// subscription's copy is the session's own besides its ordinary one, and
+	// one pick per group never comes two ways (dedup.go).
+	if !force && !shared && s.fl != nil && s.fl.recent != nil && s.repeatedLocked(m, now) {
 		s.mu.Unlock()
 		s.b.Stats.DuplicatesDropped.Add(1)
 		return false, false, nil
