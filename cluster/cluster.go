@@ -364,9 +364,16 @@ func (n *Node) receive(msg *nats.Msg) {
 		return
 	}
 	var body []byte
+	each := eachRecord
 	switch data[0] {
+	case kindBatchV1:
+		each = eachRecordV1
+		fallthrough
 	case kindBatch:
 		body = data[1:]
+	case kindChunkV1:
+		each = eachRecordV1
+		fallthrough
 	case kindChunk:
 		b, done, err := n.recv.add(data)
 		if err != nil {
@@ -384,7 +391,7 @@ func (n *Node) receive(msg *nats.Msg) {
 		return
 	}
 	n.cur = n.holdbackOf(msg.Reply)
-	err := eachRecord(body, &n.recvPkt, n.deliver)
+	err := each(body, &n.recvPkt, n.deliver)
 	if err != nil {
 		n.log.Printf("cluster %s: %v", n.cfg.Name, err)
 	}

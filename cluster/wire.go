@@ -14,13 +14,17 @@ import (
 // subject of the receiving node. The MQTT topic travels inside the payload,
 // never in the subject, so every topic arrives byte-identical.
 //
-//	batch: 'B' base(8) record...
+//	batch: 'F' base(8) record...
 //	record: uvarint token, uvarint id-base, [relayed: uvarint length,
 //	        client id, uvarint length, shared subscription filter or
 //	        nothing], then the message as an MQTT 5 PUBLISH frame
 //	        (QoS, RETAIN as published, forwarded properties, expiry left)
-//	chunk: 'C' id(8) total(4) offset(4) bytes: a piece of a batch's records
+//	chunk: 'D' id(8) total(4) offset(4) bytes: a piece of a batch's records
 //	       too large for one NATS message, reassembled by (sender, id)
+//	'B' record... and 'C' chunks: the layout before forward ids, records of
+//	       uvarint token and frame only; still read (id 0) from a node of an
+//	       older midge during a rolling upgrade, which drops 'F' and 'D' as
+//	       of unknown kind rather than misreading them
 //	cut: 'T' client id: the node's own marker for a takeover (relay.go)
 //
 // token 0: for the node's ordinary subscribers; relayToken: passed on by
@@ -31,8 +35,10 @@ import (
 // session moved to sees by it a message that came both ways. base is the
 // batch's first id, so the others take a byte or two.
 const (
-	kindBatch    = 'B'
-	kindChunk    = 'C'
+	kindBatch    = 'F'
+	kindChunk    = 'D'
+	kindBatchV1  = 'B' // before forward ids
+	kindChunkV1  = 'C'
 	kindCut      = 'T'
 	batchHeader  = 1 + 8
 	chunkHeader  = 1 + 8 + 4 + 4
@@ -130,6 +136,30 @@ func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, id uint64, c
 			return errWire
 		}
 		fn(uint32(token), base+off, client, shared, p)
+		body = body[used:]
+	}
+	return nil
+}
+
+// eachRecordV1 is eachRecord for a batch body in the layout before forward
+// ids (kindBatchV1): token and frame; no id (0), no relayed record (an
+// older node's relay token is taken as its ordinary subscribers').
+func eachRecordV1(body []byte, p *codec.Packet, fn func(token uint32, id uint64, client, shared []byte, p *codec.Packet)) error {
+	dec := codec.Decoder{Version: codec.Version5}
+	for len(body) > 0 {
+		token, n := binary.Uvarint(body)
+		if n <= 0 || token > 1<<32-1 {
+			return errWire
+		}
+		body = body[n:]
+		used, err := dec.Decode(body, p)
+		if err != nil || p.Type != codec.PUBLISH {
+			return errWire
+		}
+		if token == relayToken {
+			token = 0
+		}
+		fn(uint32(token), 0, nil, nil, p)
 		body = body[used:]
 	}
 	return nil
