@@ -178,6 +178,12 @@ func (n *Node) relayBack(id string) {
 
 // relayEndLocked drops m and its pins. Assumes relay.mu.
 func (n *Node) relayEndLocked(m *moved) {
+	if m.kept > 0 { // the new node never said it installed the session
+		n.Stats.RelayDropped.Add(int64(m.kept))
+		n.log.Printf("cluster %s: %d messages kept for %s, moved to %s, dropped: the relay ended before %s said it installed the session",
+			n.cfg.Name, m.kept, m.id, m.to, m.to)
+		m.buf, m.kept, m.payload = nil, 0, 0
+	}
 	for f := range m.pinned {
 		n.unpinLocked(m, f)
 	}

@@ -69,9 +69,11 @@ func (s *Session) recentLocked() []uint64 {
 	return ids
 }
 
-// openRecentLocked opens s's window until until, knowing ids already.
+// openRecentLocked opens s's window until until, knowing ids already (the
+// last 2*recentMax of them: a copy can come only of what was sent lately).
 // Assumes s.mu.
 func (s *Session) openRecentLocked(until int64, ids []uint64) {
+	ids = ids[max(0, len(ids)-2*recentMax):]
 	r := &recentIDs{until: until, cur: make(map[uint64]struct{}, len(ids)), prev: map[uint64]struct{}{}}
 	for _, id := range ids {
 		if id != 0 {
@@ -81,9 +83,8 @@ func (s *Session) openRecentLocked(until int64, ids []uint64) {
 	s.newFlows().recent = r
 }
 
-// repeatedLocked reports whether the session took m already, noting it
-// otherwise; past the window the ids are let go. Assumes s.mu and
-// s.fl.recent.
+// repeatedLocked reports whether the session took m already; past the
+// window the ids are let go. Assumes s.mu and s.fl.recent.
 func (s *Session) repeatedLocked(m *Message, now int64) bool {
 	r := s.fl.recent
 	if now > r.until {
@@ -97,13 +98,21 @@ func (s *Session) repeatedLocked(m *Message, now int64) bool {
 	if _, ok := r.cur[id]; ok {
 		return true
 	}
-	if _, ok := r.prev[id]; ok {
-		return true
+	_, ok := r.prev[id]
+	return ok
+}
+
+// tookLocked notes that the session took m (queued it), so that another
+// copy is a repeat; one dropped (a full queue) is not noted, and its other
+// copy may still be taken. Assumes s.mu.
+func (s *Session) tookLocked(m *Message) {
+	if s.fl == nil || s.fl.recent == nil || m.fwdID == 0 {
+		return
 	}
+	r, id := s.fl.recent, m.fwdID
 	if len(r.cur) >= recentMax {
 		clear(r.prev)
 		r.cur, r.prev = r.prev, r.cur
 	}
 	r.cur[id] = struct{}{}
-	return false
 }

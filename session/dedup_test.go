@@ -13,29 +13,74 @@ import (
 // and drops the window once it has passed.
 func TestRepeatedForwardIDs(t *testing.T) {
 	s := &Session{fl: &flows{recent: &recentIDs{until: 100, cur: map[uint64]struct{}{}, prev: map[uint64]struct{}{}}}}
-	msg := func(id uint64) *Message { return &Message{fwdID: id} }
-	if s.repeatedLocked(msg(7), 1) || !s.repeatedLocked(msg(7), 2) {
+	// take is what deliver does: a copy not seen yet is taken and noted.
+	take := func(id uint64, now int64) (repeat bool) {
+		m := &Message{fwdID: id}
+		if s.fl.recent != nil && s.repeatedLocked(m, now) {
+			return true
+		}
+		s.tookLocked(m)
+		return false
+	}
+	if take(7, 1) || !take(7, 2) {
 		t.Fatal("id 7: want new, then repeated")
 	}
-	if s.repeatedLocked(msg(0), 3) || s.repeatedLocked(msg(0), 4) {
+	if take(0, 3) || take(0, 4) {
 		t.Fatal("a message without a forward id is never a repeat")
 	}
 	for id := uint64(1000); id < 1000+recentMax; id++ {
-		if s.repeatedLocked(msg(id), 5) {
+		if take(id, 5) {
 			t.Fatalf("id %d taken as a repeat", id)
 		}
 	}
-	if !s.repeatedLocked(msg(7), 6) {
+	if !take(7, 6) {
 		t.Fatal("id 7 forgotten within recentMax ids")
 	}
 	for id := uint64(100000); id < 100000+recentMax; id++ {
-		s.repeatedLocked(msg(id), 7)
+		take(id, 7)
 	}
-	if s.repeatedLocked(msg(7), 8) {
+	if take(7, 8) {
 		t.Fatal("id 7 still remembered after 2*recentMax newer ids")
 	}
-	if s.repeatedLocked(msg(100000), 101) || s.fl.recent != nil {
+	if take(100000, 101) || s.fl.recent != nil {
 		t.Fatal("the window is not let go once passed")
+	}
+	// A seed larger than two generations keeps its last ids.
+	s.openRecentLocked(200, make([]uint64, 10*recentMax))
+	if n := len(s.fl.recent.cur); n > 2*recentMax {
+		t.Fatalf("seed of %d ids kept %d", 10*recentMax, n)
+	}
+}
+
+// A copy dropped for a full queue is not noted as taken: another copy of
+// it (relayed) may still be queued once there is room, rather than be
+// dropped as a repeat of a message the session never got.
+func TestDedupFullQueueNotTaken(t *testing.T) {
+	b := benchBroker()
+	b.opts.MaxQueuedMessages = 1
+	c := connectClient(t, b, "s", codec.Version5, "t", 1)
+	_ = c
+	if !b.RecordIDs("s", time.Minute) {
+		t.Fatal("session not held")
+	}
+	local := func(s trie.Subscriber) bool { _, remote := s.(Remote); return !remote }
+	var r trie.Result
+	p := &codec.Packet{Type: codec.PUBLISH, QoS: 1, Topic: []byte("t"), Payload: []byte("x")}
+	s := b.registry.m.get("s")
+	s.mu.Lock()
+	s.owner = nil // offline: a full queue drops QoS 1 (no publisher to hold)
+	s.mu.Unlock()
+	b.RouteForwardedHeld(p, 41, "", &r, local, nil) // fills the queue
+	b.RouteForwardedHeld(p, 42, "", &r, local, nil) // dropped: full
+	if got := b.Queued("s"); got != 1 {
+		t.Fatalf("%d queued, want 1", got)
+	}
+	s.mu.Lock()
+	s.pop().m.Release() // room again
+	s.mu.Unlock()
+	b.RouteForwardedTo(p, 42, "s", "", &r, local) // its relayed copy
+	if got := b.Queued("s"); got != 1 {
+		t.Fatalf("%d queued after the relayed copy, want 1: the dropped copy was noted as taken", got)
 	}
 }
 

@@ -211,6 +211,9 @@ func (s *Session) deliver(m *Message, qos byte, retain, ask, shared bool, ids []
 		}
 		slow = true
 	}
+	if s.fl != nil && s.fl.recent != nil && !force && !shared {
+		s.tookLocked(m) // noted only once queued (dedup.go)
+	}
 	m.retain()
 	e := entry{m: m, qos: qos, retain: retain, ask: ask, ids: ids}
 	if pb != nil && qos > 0 && s.expiry > 0 { // a persistent session's QoS 1/2 survives a restart
