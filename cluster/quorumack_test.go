@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,4 +127,73 @@ func sessionOpts(id, addr string) client.Options {
 	o.Props.SessionExpiry = 600
 	o.Props.Set(codec.PropSessionExpiry)
 	return o
+}
+
+// TestClusterQuorumAckTakenOver: a cut that outlasts DeadAfter. The
+// majority takes the publisher's node for dead and takes over the offline
+// session (with what was replicated before the cut); the message published
+// on the cut-off node meanwhile, held unacknowledged, is then stored only
+// where the session no longer is. After the heal its PUBACK never comes:
+// the publisher is disconnected (v5 0x89) and, publishing again as MQTT
+// has it [MQTT-4.4.0-1], reaches the session where it is now; nothing
+// acknowledged is lost.
+func TestClusterQuorumAckTakenOver(t *testing.T) {
+	nodes, l := startClusterLinkedWith(t, 3, nil, func(tn *testNode) { tn.persist, tn.db = true, t.TempDir() })
+	n1, n2 := nodes[0], nodes[1]
+
+	sub, _ := connectSession(t, n1.addr, "qt-sub", true, 600)
+	subscribe(t, sub, nil, codec.Subscription{Filter: []byte("qt/#"), QoS: 1})
+	if err := sub.Disconnect(codec.Success, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the subscriber offline on n1", func() bool { return n1.b.Stats.ClientsConnected.Load() == 0 })
+	pub, _ := connectWith(t, client.Options{Addr: n1.addr, ClientID: "qt-pub", Version: codec.Version5, CleanStart: true, MaxInflight: 100})
+	publish(t, pub, &client.Message{Topic: []byte("qt/m"), Payload: []byte("before"), QoS: 1})
+
+	l.cut(0)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		done <- pub.Publish(ctx, &client.Message{Topic: []byte("qt/m"), Payload: []byte("cut"), QoS: 1})
+	}()
+	waitFor(t, 60*time.Second, "the majority takes the session over", func() bool {
+		_, ok2 := n2.b.SessionQueued("qt-sub")
+		_, ok3 := nodes[2].b.SessionQueued("qt-sub")
+		return ok2 || ok3
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("PUBACK (err %v) while n1 is cut off from the quorum", err)
+	default:
+	}
+	owner := n2
+	if _, ok := n2.b.SessionQueued("qt-sub"); !ok {
+		owner = nodes[2]
+	}
+	l.heal(false)
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("PUBACK for a message stored only where the session no longer is")
+		}
+		t.Logf("publisher: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the publisher neither acknowledged nor disconnected within 60 s of the heal")
+	}
+	if !strings.Contains(n1.logs.String(), "asked to send them again") {
+		t.Error("n1 does not log the sessions it lost")
+	}
+
+	// Published again, on the node that holds the session now.
+	pub2, _ := connectRetry(t, client.Options{Addr: owner.addr, ClientID: "qt-pub", Version: codec.Version5, CleanStart: true, MaxInflight: 100})
+	publish(t, pub2, &client.Message{Topic: []byte("qt/m"), Payload: []byte("cut"), QoS: 1})
+	sub2, in := connectRetry(t, sessionOpts("qt-sub", owner.addr))
+	if !sub2.Connack().SessionPresent {
+		t.Fatal("session not present where it was taken over")
+	}
+	got := in.wait(t, 2, 30*time.Second)
+	if got[0].payload != "before" || got[1].payload != "cut" {
+		t.Fatalf("got %q, %q; want before, cut", got[0].payload, got[1].payload)
+	}
 }

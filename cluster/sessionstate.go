@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,8 +87,12 @@ type stateWriter struct {
 	on      atomic.Bool     // bound and writing: a dead node's sessions can be taken
 	// dropped counts the queued messages not replicated (over
 	// maxStatePending), retried the writes published again.
-	dropped  atomic.Int64
-	retried  atomic.Int64
+	dropped atomic.Int64
+	retried atomic.Int64
+	voided  atomic.Int64
+	// unsure: from a cut (minority) until the sessions held here are
+	// checked against the registry (quorum.go: reconcile)
+	unsure   atomic.Bool
 	lastDrop time.Time // mu: its log line at most every 10 s
 }
 
@@ -266,6 +271,14 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 		if len(again) > 0 {
 			upTo = again[0].num - 1
 		}
+		// A write that had to wait for a quorum, or made around a cut, may
+		// be for a session the majority took meanwhile (stored, but not
+		// where its new owner reads): the sessions are checked first.
+		if n.cfg.QuorumAcks && (!failing.IsZero() || w.unsure.Load()) && stored > 0 {
+			if !n.checkOwners(round, again) {
+				return false
+			}
+		}
 		w.mu.Lock()
 		w.pending -= stored
 		w.mu.Unlock()
@@ -292,6 +305,54 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, 2*time.Second)
+	}
+	return true
+}
+
+// checkOwners confirms in the registry that the sessions of the writes of
+// round that are not in again (those stored) are still this node's. If
+// one is not, the acks that wait for any write numbered so far are void
+// (Broker.VoidReplicated): their publishers send those messages again,
+// which then go where the session is. false: the node stops first.
+func (n *Node) checkOwners(round, again []stateOp) bool {
+	seen := map[string]bool{}
+	left := 0
+	for i := range round {
+		if left < len(again) && again[left].num == round[i].num && again[left].subject == round[i].subject {
+			left++
+			continue
+		}
+		seen[round[i].subject] = true
+	}
+	lost := 0
+	for subject := range seen {
+		key := subject[strings.LastIndexByte(subject, '.')+1:]
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			mine, err := n.confirmKey(ctx, key, "")
+			cancel()
+			if err == nil {
+				if !mine {
+					lost++
+				}
+				break
+			}
+			select {
+			case <-n.stop:
+				return false
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if lost > 0 {
+		w := &n.state
+		w.mu.Lock()
+		upTo := w.next
+		w.mu.Unlock()
+		w.voided.Add(int64(lost))
+		n.b.VoidReplicated(upTo)
+		n.log.Printf("cluster %s: %d sessions with messages queued here during a cut are now another node's: their publishers are asked to send them again",
+			n.cfg.Name, lost)
 	}
 	return true
 }

@@ -31,8 +31,11 @@ type persistence struct {
 	// numbers its writes): quorumStored is the number up to which the
 	// cluster's replicated writes are all stored on a quorum, quorumQueued
 	// the highest number handed out. Both stay 0 on a single node.
+	// quorumVoid: acks held for numbers up to it are never sent
+	// (VoidReplicated).
 	quorumStored atomic.Uint64
 	quorumQueued atomic.Uint64
+	quorumVoid   atomic.Uint64
 
 	// seq numbers queued records, broker-wide. A number is never used
 	// twice, also across restarts (the store deletes a record written once
@@ -405,6 +408,19 @@ func (b *Broker) Replicated(upTo uint64) {
 	b.wakeAckWaiters()
 }
 
+// VoidReplicated is the cluster's report that its writes numbered up to
+// upTo may not count (a partition gave their sessions to another node
+// meanwhile): acks still held for them are never sent, their publishers
+// are disconnected (v5 0x89, server busy) without their wills, and send
+// those messages again when they connect again [MQTT-4.4.0-1]. Any
+// goroutine.
+func (b *Broker) VoidReplicated(upTo uint64) {
+	p := &b.persist
+	for old := p.quorumVoid.Load(); upTo > old && !p.quorumVoid.CompareAndSwap(old, upTo); old = p.quorumVoid.Load() {
+	}
+	b.wakeAckWaiters()
+}
+
 // wakeAckWaiters wakes the clients whose held acks may go now. Any goroutine.
 func (b *Broker) wakeAckWaiters() {
 	p := &b.persist
@@ -476,6 +492,10 @@ func (c *Client) flushAcks(out *Output) {
 	n := 0
 	for n < len(acks) && acks[n].seq <= durable && acks[n].quorum <= stored {
 		a := &acks[n]
+		if a.quorum != 0 && a.quorum <= c.b.persist.quorumVoid.Load() {
+			c.kickWithoutWill(codec.ServerBusy) // this and what follows never acknowledged
+			break
+		}
 		c.sendAck(out, a.t, a.id, a.reason)
 		n++
 	}
