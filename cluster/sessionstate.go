@@ -92,7 +92,9 @@ type stateWriter struct {
 	voided  atomic.Int64
 	// unsure: from a cut (minority) until the sessions held here are
 	// checked against the registry (quorum.go: reconcile)
-	unsure   atomic.Bool
+	unsure atomic.Bool
+	// quietAt: when this node last heard no majority lately (liveness.go)
+	quietAt  atomic.Int64
 	lastDrop time.Time // mu: its log line at most every 10 s
 }
 
@@ -241,6 +243,7 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 	pause := 100 * time.Millisecond
 	for len(ops) > 0 {
 		round := ops[:min(len(ops), stateMaxInflight)]
+		start := time.Now()
 		futures = futures[:0]
 		var err error
 		for i := range round {
@@ -273,8 +276,11 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 		}
 		// A write that had to wait for a quorum, or made around a cut, may
 		// be for a session the majority took meanwhile (stored, but not
-		// where its new owner reads): the sessions are checked first.
-		if n.cfg.QuorumAcks && (!failing.IsZero() || w.unsure.Load()) && stored > 0 {
+		// where its new owner reads): the sessions are checked first. The
+		// majority takes them only after DeadAfter without hearing this
+		// node, which heard no majority either meanwhile (quietAt).
+		quiet := w.quietAt.Load() >= start.Add(-n.cfg.DeadAfter).UnixNano()
+		if n.cfg.QuorumAcks && (!failing.IsZero() || w.unsure.Load() || quiet) && stored > 0 {
 			if !n.checkOwners(round, again) {
 				return false
 			}
