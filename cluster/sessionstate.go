@@ -51,9 +51,12 @@ import (
 // stateAckTimeout (JetStream without a quorum: a partition) is published
 // again, in order, until it is stored or the node stops: its publisher's
 // ack waits meanwhile (back-pressure; a publisher that gives up sends the
-// message again on its next connection, as MQTT has it). What waits is
-// bounded (maxStatePending bytes): past it a message is not replicated and
-// its publisher is never acknowledged on this connection.
+// message again on its next connection, as MQTT has it). A write that
+// waited out a cut may be stored after the majority took its session over:
+// such writes have their session's owner confirmed in the registry first,
+// and if it moved, the acks held for them are void (checkOwners). What
+// waits is bounded (maxStatePending bytes): past it a message is not
+// replicated and its publisher is never acknowledged on this connection.
 
 // stateOp is one write of the state writer.
 type stateOp struct {
