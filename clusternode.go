@@ -56,5 +56,8 @@ func newClusterNode(cfg *config.Config, broker *session.Broker, logger *log.Logg
 		name = h
 	}
 	return cluster.New(broker, cluster.Config{Name: c.Name, NodeName: name, Listen: c.Listen, Peers: c.Peers,
-		StoreDir: clusterStore(cfg, name), NATSURL: c.NATSURL, Logger: logger})
+		StoreDir: clusterStore(cfg, name), NATSURL: c.NATSURL, Logger: logger,
+		// persistence_sync always: a message queued for an offline session
+		// is acknowledged once stored on a quorum as well as on disk.
+		QuorumAcks: cfg.Persistence && cfg.PersistenceSync == "always"})
 }

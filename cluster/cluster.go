@@ -55,6 +55,11 @@ type Config struct {
 	// ClaimTimeout bounds a CONNECT's wait for the session registry
 	// (sessions.go); default 5 s.
 	ClaimTimeout time.Duration
+	// QuorumAcks (persistence with persistence_sync always): a QoS 1/2
+	// message queued for an offline persistent session is acknowledged to
+	// its publisher only once its replicated copy is stored on a quorum
+	// (sessionstate.go). Otherwise that copy is written asynchronously.
+	QuorumAcks bool
 
 	// natsOpts, set by tests, changes the embedded server's options.
 	natsOpts func(*server.Options)
@@ -79,22 +84,24 @@ type Stats struct {
 
 // Node is this broker's membership in a cluster.
 type Node struct {
-	cfg    Config
-	b      *session.Broker
-	log    *log.Logger
-	Stats  Stats
-	ns     *server.Server // nil with an external NATS
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	routes jetstream.KeyValue
-	retKV  jetstream.KeyValue
-	max    int    // NATS max payload
-	prefix string // subject prefix: "midge.<cluster>."
-	chunk  atomic.Uint64
-	subs   []*nats.Subscription
-	sess   sessions    // sessions.go
-	state  stateWriter // sessionstate.go
-	relay  relays      // relay.go
+	cfg   Config
+	b     *session.Broker
+	log   *log.Logger
+	Stats Stats
+	ns    *server.Server // nil with an external NATS
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	// stateJS publishes the replicated session state (sessionstate.go)
+	stateJS jetstream.JetStream
+	routes  jetstream.KeyValue
+	retKV   jetstream.KeyValue
+	max     int    // NATS max payload
+	prefix  string // subject prefix: "midge.<cluster>."
+	chunk   atomic.Uint64
+	subs    []*nats.Subscription
+	sess    sessions    // sessions.go
+	state   stateWriter // sessionstate.go
+	relay   relays      // relay.go
 	// installDelay (ns), set by tests, makes a session handed over to this
 	// node wait before it is installed (a slow node).
 	installDelay atomic.Int64
@@ -309,7 +316,14 @@ func (n *Node) connect(ctx context.Context) error {
 		return fmt.Errorf("cluster: connecting to NATS: %w", err)
 	}
 	n.max = int(n.nc.MaxPayload())
-	n.js, err = jetstream.New(n.nc)
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		return err
+	}
+	// The state writer's own context: its asynchronous publishes give up
+	// after a bound (sessionstate.go retries them), so that an answer lost
+	// in a partition leaves nothing pending for ever.
+	n.stateJS, err = jetstream.New(n.nc, jetstream.WithPublishAsyncTimeout(stateAckTimeout),
+		jetstream.WithPublishAsyncMaxPending(stateMaxInflight))
 	return err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/midge-mqtt/midge/codec"
 	"github.com/midge-mqtt/midge/loop"
 	"github.com/midge-mqtt/midge/session"
+	"github.com/midge-mqtt/midge/store"
 )
 
 // testNode is one midge node of an in-process cluster: a broker, its
@@ -33,6 +34,12 @@ type testNode struct {
 	opts  func(*session.Options) // nil: the harness's defaults
 	peers []string               // its cluster_peers (startClusterLinked: through proxies)
 	nats  func(*server.Options)
+	// persist: a local store in db (persistence true, persistence_sync
+	// always: the cluster's QuorumAcks on), opened at each start.
+	persist bool
+	db      string
+	dbh     *store.DB
+	cfg     func(*Config) // changes its cluster settings (nil: none)
 }
 
 // dumpLogs: MIDGE_TEST_LOGS=1 shows the nodes' logs of passing tests too.
@@ -98,6 +105,13 @@ func startClusterWith(t testing.TB, n int, opts func(*session.Options)) []*testN
 // test can cut a node off while every process stays up.
 func startClusterLinked(t testing.TB, n int, opts func(*session.Options)) ([]*testNode, links) {
 	t.Helper()
+	return startClusterLinkedWith(t, n, opts, nil)
+}
+
+// startClusterLinkedWith is startClusterLinked with each node changed by
+// each (nil: none) before it starts.
+func startClusterLinkedWith(t testing.TB, n int, opts func(*session.Options), each func(*testNode)) ([]*testNode, links) {
+	t.Helper()
 	// The proxies listen first: a port freePorts hands out is free until a
 	// node takes it, and must not go to a proxy meanwhile.
 	l := make(links, n)
@@ -124,6 +138,9 @@ func startClusterLinked(t testing.TB, n int, opts func(*session.Options)) ([]*te
 			// (gossip) and would connect there, around the proxies: what it
 			// learns is a closed port.
 			nats: func(o *server.Options) { o.Cluster.Advertise = closedPort(t) }}
+		if each != nil {
+			each(nodes[i])
+		}
 	}
 	return launch(t, nodes), l
 }
@@ -162,11 +179,23 @@ func (tn *testNode) start(peers []string) error {
 		tn.opts(&o)
 	}
 	tn.b = session.NewBroker(o)
+	cfg := Config{Name: "test", NodeName: tn.name, Listen: tn.route, Peers: peers,
+		StoreDir: tn.store, Logger: logger, JoinTimeout: 90 * time.Second, natsOpts: tn.nats, QuorumAcks: tn.persist}
+	if tn.cfg != nil {
+		tn.cfg(&cfg)
+	}
 	var err error
-	tn.node, err = New(tn.b, Config{Name: "test", NodeName: tn.name, Listen: tn.route, Peers: peers,
-		StoreDir: tn.store, Logger: logger, JoinTimeout: 90 * time.Second, natsOpts: tn.nats})
+	tn.node, err = New(tn.b, cfg)
 	if err != nil {
 		return err
+	}
+	if tn.persist { // as main: the store is loaded after the node is made, before it starts
+		if tn.dbh, err = store.Open(tn.db, store.Options{Sync: store.SyncAlways, OnDurable: tn.b.Durable}); err != nil {
+			return err
+		}
+		if _, err := tn.b.AttachStore(tn.dbh); err != nil {
+			return err
+		}
 	}
 	if err := tn.node.Start(); err != nil {
 		return err
@@ -190,6 +219,10 @@ func (tn *testNode) stop(t testing.TB) {
 		}
 		if tn.node != nil {
 			_ = tn.node.Close()
+		}
+		if tn.dbh != nil {
+			_ = tn.dbh.Close()
+			tn.dbh = nil
 		}
 		if t.Failed() || dumpLogs {
 			t.Logf("log of %s:\n%s", tn.name, tn.logs)

@@ -83,6 +83,7 @@ func (n *Node) liveness() {
 			rewritten = r
 		}
 		n.rmu.Lock()
+		n.noteQuietLocked(now)
 		var gone []*peer
 		for _, p := range n.peers {
 			if p.alive && now.Sub(p.seen) > n.cfg.DeadAfter {
@@ -140,4 +141,24 @@ func (n *Node) purgeLocked(p *peer) {
 		}
 		n.log.Printf("cluster %s: deleted %d route keys of node %s", n.cfg.Name, done, p.name)
 	}()
+}
+
+// noteQuietLocked notes the time when this node hears no majority within
+// a third of DeadAfter: long before the others may take it for dead (after
+// DeadAfter of the same silence, when a cut is what silences both sides),
+// its state writer knows that what it writes now may be stored after they
+// took its sessions (sessionstate.go: checkOwners). Assumes rmu.
+func (n *Node) noteQuietLocked(now time.Time) {
+	if !n.joined.Load() || n.size <= 1 {
+		return
+	}
+	reach := 1
+	for _, p := range n.peers {
+		if now.Sub(p.seen) <= n.cfg.DeadAfter/3 {
+			reach++
+		}
+	}
+	if 2*reach <= n.size {
+		n.state.quietAt.Store(now.UnixNano())
+	}
 }

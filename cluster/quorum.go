@@ -43,6 +43,7 @@ func (n *Node) quorumLocked() {
 	n.minority.Store(minority)
 	n.hadMajority = n.hadMajority || !minority
 	if minority {
+		n.state.unsure.Store(true) // until reconcile: sessionstate.go
 		n.Stats.Minority.Store(1)
 		n.cutAt = time.Now()
 		n.log.Printf("cluster %s: node %s is cut off from the majority (%d of %d nodes reachable): serving the clients connected here, refusing new CONNECTs",
@@ -119,6 +120,9 @@ func (n *Node) reconcile() {
 	}
 	n.log.Printf("cluster %s: checked %d sessions against the registry after the partition in %v: %d now another node's, ended here",
 		n.cfg.Name, checked, time.Since(start).Round(time.Millisecond), ended)
+	if ctx.Err() == nil && !n.minority.Load() {
+		n.state.unsure.Store(false)
+	}
 }
 
 // confirmOwner reports whether id's registry entry names another node; an
@@ -130,10 +134,19 @@ func (n *Node) reconcile() {
 // with a quorum, so it fails on such a stale revision and the entry is read
 // again.
 func (n *Node) confirmOwner(ctx context.Context, id string) (mine bool, err error) {
+	return n.confirmKey(ctx, sessionKey(id), id)
+}
+
+// confirmKey is confirmOwner for a registry key. Without the client id
+// (the state writer knows only the key: sessionstate.go), a missing entry
+// is left missing and counts as this node's, as nobody else claimed it.
+func (n *Node) confirmKey(ctx context.Context, key, id string) (mine bool, err error) {
 	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	key := sessionKey(id)
 	e, err := n.sess.kv.Get(gctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) && id == "" {
+		return true, nil
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		val, _ := json.Marshal(sessionEntry{Node: n.cfg.NodeName, ID: id})
 		rev, err := n.sess.kv.Create(gctx, key, val)

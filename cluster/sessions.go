@@ -138,9 +138,12 @@ func (n *Node) startSessions(ctx context.Context, replicas int) error {
 	n.b.AddStats(func() []session.Stat {
 		return []session.Stat{
 			{Name: "cluster/sessions/taken-over", Help: "Sessions taken over from another node.", Value: n.sess.takeovers.Load(), Counter: true},
+			{Name: "cluster/queue/replication-retries", Help: "Replicated writes of messages queued for offline sessions published again (failed, or no answer: no quorum).", Value: n.state.retried.Load(), Counter: true},
+			{Name: "cluster/queue/voided", Help: "Sessions found another node's after a cut while messages queued for them here awaited a quorum (their publishers were asked to send again).", Value: n.state.voided.Load(), Counter: true},
+			{Name: "cluster/queue/unreplicated", Help: "Messages queued for offline sessions not replicated: too many bytes awaiting a quorum.", Value: n.state.dropped.Load(), Counter: true},
 			{Name: "cluster/sessions/entries-removed", Help: "Registry entries removed as their sessions ended here.", Value: n.sess.revs.purged.Load(), Counter: true},
 			{Name: "cluster/sessions/claims-failed", Help: "CONNECTs refused because the session registry did not answer in time.", Value: n.sess.claimsFailed.Load(), Counter: true},
-			{Name: "cluster/sessions/state-pending", Help: "Session state changes (snapshots, messages queued for offline sessions, ends) not yet written to the cluster's stream.", Value: n.state.pending.Load()},
+			{Name: "cluster/sessions/state-pending", Help: "Session state changes (snapshots, messages queued for offline sessions, ends) not yet written to the cluster's stream.", Value: n.state.unwritten.Load()},
 			{Name: "cluster/sessions/ended-after-partition", Help: "Sessions ended here after a partition because the registry gave them to another node meanwhile.", Value: n.sess.reconciled.Load(), Counter: true},
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,26 +42,68 @@ import (
 // by the node that won the entry. A CONNECT on any node for a session of a
 // dead node does the same for that session at once.
 
+// With QuorumAcks (persistence_sync always), the publisher of a message
+// queued for an offline persistent session is acknowledged only once its
+// 'M' write is stored on the stream's quorum: Queued numbers each such
+// write, the writer reports to the broker (Replicated) the number up to
+// which every write is stored, and the broker's held acks wait for it
+// (session: ackAfter). A write that fails or gets no answer within
+// stateAckTimeout (JetStream without a quorum: a partition) is published
+// again, in order, until it is stored or the node stops: its publisher's
+// ack waits meanwhile (back-pressure; a publisher that gives up sends the
+// message again on its next connection, as MQTT has it). A write that
+// waited out a cut may be stored after the majority took its session over:
+// such writes have their session's owner confirmed in the registry first,
+// and if it moved, the acks held for them are void (checkOwners). What
+// waits is bounded (maxStatePending bytes): past it a message is not
+// replicated and its publisher is never acknowledged on this connection.
+
 // stateOp is one write of the state writer.
 type stateOp struct {
 	kind    byte // 'S' snapshot, 'M' queued message, 'E' ended (purge)
 	subject string
 	data    []byte
+	num     uint64 // 'M' with QuorumAcks: its number, which its publisher's ack waits for
 }
+
+const (
+	// stateAckTimeout bounds the wait for JetStream's answer to one
+	// asynchronous write; then it is written again.
+	stateAckTimeout = 5 * time.Second
+	// stateMaxInflight bounds the asynchronous writes awaiting an answer.
+	stateMaxInflight = 4096
+	// maxStatePending bounds the bytes of queued messages taken by the
+	// writer and not yet stored on a quorum.
+	maxStatePending = 64 << 20
+)
 
 // stateWriter writes a node's replicated session state in order.
 type stateWriter struct {
-	mu     sync.Mutex
-	ops    []stateOp
-	ready  chan struct{}
-	stream jetstream.Stream
-	held   map[string]bool // client ids with replicated state (guarded by mu)
-	on     atomic.Bool     // bound and writing: a dead node's sessions can be taken
-	// pending counts the changes queued and not yet through the writer:
+	mu      sync.Mutex
+	ops     []stateOp
+	busy    bool // the writer has taken ops it has not finished (mu)
+	next    uint64
+	pending int // bytes of 'M' writes not yet stored (mu)
+	ready   chan struct{}
+	stream  jetstream.Stream
+	held    map[string]bool // client ids with replicated state (guarded by mu)
+	on      atomic.Bool     // bound and writing: a dead node's sessions can be taken
+	// unwritten counts the changes queued and not yet through the writer:
 	// while it is not 0, what the majority would take over if this node
 	// were cut off now is behind (JetStream not answering, e.g. right
-	// after a partition heals).
-	pending atomic.Int64
+	// after a partition heals). $SYS .../sessions/state-pending.
+	unwritten atomic.Int64
+	// dropped counts the queued messages not replicated (over
+	// maxStatePending), retried the writes published again.
+	dropped atomic.Int64
+	retried atomic.Int64
+	voided  atomic.Int64
+	// unsure: from a cut (minority) until the sessions held here are
+	// checked against the registry (quorum.go: reconcile)
+	unsure atomic.Bool
+	// quietAt: when this node last heard no majority lately (liveness.go)
+	quietAt  atomic.Int64
+	lastDrop time.Time // mu: its log line at most every 10 s
 }
 
 func (n *Node) stateSubject(node, id string) string {
@@ -85,25 +129,49 @@ func (n *Node) startState(ctx context.Context, replicas int) error {
 	return nil
 }
 
-func (n *Node) queueState(id string, op stateOp) {
+// queueState queues a write; for a queued message it returns what
+// Queued returns.
+func (n *Node) queueState(id string, op stateOp) uint64 {
 	w := &n.state
 	w.mu.Lock()
-	if op.kind == 'E' {
+	switch op.kind {
+	case 'E':
 		if !w.held[id] {
 			w.mu.Unlock()
-			return // nothing replicated: most clean sessions
+			return 0 // nothing replicated: most clean sessions
 		}
 		delete(w.held, id)
-	} else {
+	case 'M':
+		if w.pending+len(op.data) > maxStatePending {
+			w.dropped.Add(1)
+			if now := time.Now(); now.Sub(w.lastDrop) >= 10*time.Second {
+				w.lastDrop = now
+				n.log.Printf("cluster %s: %d MiB of queued messages not yet replicated: a message queued for an offline session is not replicated (its publisher is not acknowledged)",
+					n.cfg.Name, w.pending>>20)
+			}
+			w.mu.Unlock()
+			if n.cfg.QuorumAcks {
+				return math.MaxUint64
+			}
+			return 0
+		}
+		w.pending += len(op.data)
+		if n.cfg.QuorumAcks {
+			w.next++
+			op.num = w.next
+		}
+		w.held[id] = true
+	default:
 		w.held[id] = true
 	}
 	w.ops = append(w.ops, op)
-	w.pending.Add(1)
+	w.unwritten.Add(1)
 	w.mu.Unlock()
 	select {
 	case w.ready <- struct{}{}:
 	default:
 	}
+	return op.num
 }
 
 // Snapshot implements session.SessionCluster.
@@ -116,9 +184,9 @@ func (n *Node) Snapshot(id string, state []byte) {
 }
 
 // Queued implements session.SessionCluster.
-func (n *Node) Queued(id string, rec []byte) {
+func (n *Node) Queued(id string, rec []byte) uint64 {
 	b := append(make([]byte, 0, 1+len(rec)), 'M')
-	n.queueState(id, stateOp{kind: 'M', subject: n.stateSubject(n.cfg.NodeName, id), data: append(b, rec...)})
+	return n.queueState(id, stateOp{kind: 'M', subject: n.stateSubject(n.cfg.NodeName, id), data: append(b, rec...)})
 }
 
 // Ended implements session.SessionCluster.
@@ -133,6 +201,7 @@ func (n *Node) Ended(id string) {
 func (n *Node) stateLoop() {
 	defer n.wg.Done()
 	w := &n.state
+	var msgs []stateOp
 	for {
 		select {
 		case <-n.stop:
@@ -142,32 +211,169 @@ func (n *Node) stateLoop() {
 		w.mu.Lock()
 		ops := w.ops
 		w.ops = nil
+		w.busy = true
 		w.mu.Unlock()
 		for _, op := range ops {
+			if op.kind == 'M' {
+				msgs = append(msgs, op)
+				continue
+			}
+			// A snapshot or a purge replaces what came before it on its
+			// subject: that is stored first.
+			if !n.writeQueued(msgs) {
+				return
+			}
+			clear(msgs)
+			msgs = msgs[:0]
 			n.writeState(op)
 		}
-		n.awaitAsync()
-		w.pending.Add(-int64(len(ops)))
+		if !n.writeQueued(msgs) {
+			return
+		}
+		clear(msgs)
+		msgs = msgs[:0]
+		w.mu.Lock()
+		w.busy = false
+		w.mu.Unlock()
+		w.unwritten.Add(-int64(len(ops)))
 	}
 }
 
-func (n *Node) awaitAsync() {
-	select {
-	case <-n.js.PublishAsyncComplete():
-	case <-time.After(10 * time.Second):
-		n.log.Printf("cluster %s: replicated session writes not acknowledged in 10s", n.cfg.Name)
-	case <-n.stop:
+// writeQueued publishes the queued messages ops, asynchronously and in
+// order (stateMaxInflight at a time), and waits until each is stored on a
+// quorum. Those that fail or get no answer (JetStream without a quorum)
+// are published again, in order, after a pause, until they are stored;
+// false: the node stops first. After each round the broker hears
+// (Replicated) up to which number everything is stored.
+func (n *Node) writeQueued(ops []stateOp) bool {
+	w := &n.state
+	var futures []jetstream.PubAckFuture
+	var again []stateOp
+	var failing time.Time
+	pause := 100 * time.Millisecond
+	for len(ops) > 0 {
+		round := ops[:min(len(ops), stateMaxInflight)]
+		start := time.Now()
+		futures = futures[:0]
+		var err error
+		for i := range round {
+			f, perr := n.stateJS.PublishAsync(round[i].subject, round[i].data)
+			if perr != nil {
+				err = perr
+				break // the rest in the next round, in order
+			}
+			futures = append(futures, f)
+		}
+		again = again[:0]
+		stored := 0
+		for i, f := range futures {
+			select {
+			case <-f.Ok():
+				stored += len(round[i].data)
+			case e := <-f.Err():
+				err = e
+				again = append(again, round[i])
+			case <-n.stop:
+				return false
+			}
+		}
+		again = append(again, round[len(futures):]...)
+		// Every write before the first one left is stored; their numbers
+		// follow one another (Queued) as they are written.
+		upTo := round[len(round)-1].num
+		if len(again) > 0 {
+			upTo = again[0].num - 1
+		}
+		// A write that had to wait for a quorum, or made around a cut, may
+		// be for a session the majority took meanwhile (stored, but not
+		// where its new owner reads): the sessions are checked first. The
+		// majority takes them only after DeadAfter without hearing this
+		// node, which heard no majority either meanwhile (quietAt).
+		quiet := w.quietAt.Load() >= start.Add(-n.cfg.DeadAfter).UnixNano()
+		if n.cfg.QuorumAcks && (!failing.IsZero() || w.unsure.Load() || quiet) && stored > 0 {
+			if !n.checkOwners(round, again) {
+				return false
+			}
+		}
+		w.mu.Lock()
+		w.pending -= stored
+		w.mu.Unlock()
+		if upTo > 0 && upTo != math.MaxUint64 {
+			n.b.Replicated(upTo)
+		}
+		if len(again) == 0 {
+			if !failing.IsZero() {
+				n.log.Printf("cluster %s: queued messages replicated again after %v", n.cfg.Name, time.Since(failing).Round(time.Millisecond))
+				failing = time.Time{}
+			}
+			ops = ops[len(round):]
+			continue
+		}
+		if failing.IsZero() {
+			failing = time.Now()
+			n.log.Printf("cluster %s: replicating %d queued messages: %v (retrying; their publishers' acks wait)", n.cfg.Name, len(again), err)
+		}
+		w.retried.Add(int64(len(again)))
+		ops = append(append([]stateOp(nil), again...), ops[len(round):]...)
+		select {
+		case <-n.stop:
+			return false
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
 	}
+	return true
+}
+
+// checkOwners confirms in the registry that the sessions of the writes of
+// round that are not in again (those stored) are still this node's. If
+// one is not, the acks that wait for any write numbered so far are void
+// (Broker.VoidReplicated): their publishers send those messages again,
+// which then go where the session is. false: the node stops first.
+func (n *Node) checkOwners(round, again []stateOp) bool {
+	seen := map[string]bool{}
+	left := 0
+	for i := range round {
+		if left < len(again) && again[left].num == round[i].num && again[left].subject == round[i].subject {
+			left++
+			continue
+		}
+		seen[round[i].subject] = true
+	}
+	lost := 0
+	for subject := range seen {
+		key := subject[strings.LastIndexByte(subject, '.')+1:]
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			mine, err := n.confirmKey(ctx, key, "")
+			cancel()
+			if err == nil {
+				if !mine {
+					lost++
+				}
+				break
+			}
+			select {
+			case <-n.stop:
+				return false
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if lost > 0 {
+		w := &n.state
+		w.mu.Lock()
+		upTo := w.next
+		w.mu.Unlock()
+		w.voided.Add(int64(lost))
+		n.b.VoidReplicated(upTo)
+		n.log.Printf("cluster %s: %d sessions with messages queued here during a cut are now another node's: their publishers are asked to send them again",
+			n.cfg.Name, lost)
+	}
+	return true
 }
 
 func (n *Node) writeState(op stateOp) {
-	if op.kind == 'M' {
-		if _, err := n.js.PublishAsync(op.subject, op.data); err != nil {
-			n.log.Printf("cluster %s: replicating a queued message: %v", n.cfg.Name, err)
-		}
-		return
-	}
-	n.awaitAsync()
 	for attempt := 0; attempt < 25; attempt++ {
 		if attempt > 0 {
 			select {
@@ -451,9 +657,8 @@ func (n *Node) adoptDead(name string) {
 }
 
 // flushState waits (2 s at most: a node cut off must still stop within
-// seconds) until the state writer has
-// written what is queued: a node that stops leaves its sessions' last state
-// for the node that adopts them.
+// seconds) until the state writer has written what is queued: a node that
+// stops leaves its sessions' last state for the node that adopts them.
 func (n *Node) flushState() {
 	if n.state.ready == nil {
 		return
@@ -461,16 +666,10 @@ func (n *Node) flushState() {
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
 		n.state.mu.Lock()
-		left := len(n.state.ops)
+		done := len(n.state.ops) == 0 && !n.state.busy
 		n.state.mu.Unlock()
-		if left == 0 && n.js.PublishAsyncPending() == 0 {
-			time.Sleep(50 * time.Millisecond) // the op taken last may be in flight
-			n.state.mu.Lock()
-			left = len(n.state.ops)
-			n.state.mu.Unlock()
-			if left == 0 {
-				return
-			}
+		if done {
+			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

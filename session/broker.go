@@ -270,6 +270,6 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) {
 	p.Topic, p.Payload = []byte(topic), payload
 	var r trie.Result
 	pb := b.newBatch()
-	_, _, _ = b.route(nil, p.Topic, &p, &r, time.Now().UnixNano(), pb, nil)
+	_, _, _, _ = b.route(nil, p.Topic, &p, &r, time.Now().UnixNano(), pb, nil)
 	b.submit(pb)
 }

@@ -300,7 +300,7 @@ func (b *Broker) RouteForwardedHeld(p *codec.Packet, fid uint64, shared string, 
 	if hb != nil {
 		pub = &hb.c
 	}
-	n, slow, _ = b.deliverAll(m, r, pb, pub, now, nil, false)
+	n, slow, _, _ = b.deliverAll(m, r, pb, pub, now, nil, false)
 	b.submit(pb)
 	m.Release()
 	return n, slow
@@ -342,7 +342,7 @@ func (b *Broker) RouteForwardedTo(p *codec.Packet, fid uint64, id, shared string
 	m := newMessage(p.Topic, p, now)
 	m.fwdID = fid
 	pb := b.newBatch()
-	n, _, _ := b.deliverAll(m, r, pb, nil, now, nil, false)
+	n, _, _, _ := b.deliverAll(m, r, pb, nil, now, nil, false)
 	b.submit(pb)
 	m.Release()
 	return n

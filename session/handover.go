@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"sort"
 	"time"
 
@@ -38,8 +39,12 @@ type SessionCluster interface {
 	// offline, its queue, in Install's form.
 	Snapshot(id string, state []byte)
 	// Queued adds one message (a store.Queued record) to the replicated
-	// queue of an offline persistent session.
-	Queued(id string, rec []byte)
+	// queue of an offline persistent session. It returns the write's
+	// number when the message's publisher is to be acknowledged only once
+	// the write is stored on a quorum (Broker.Replicated reports the
+	// numbers stored, in order), math.MaxUint64 for a write it will not
+	// make (that acknowledgement is never sent), or 0: no wait.
+	Queued(id string, rec []byte) uint64
 	// Ended says that id's session ended on this node: its replicated
 	// state goes.
 	Ended(id string)
@@ -454,13 +459,25 @@ func (b *Broker) snapshotOffline(s *Session, c *Client) {
 }
 
 // replicateQueuedLocked passes a message queued for an offline persistent
-// session to the cluster. Assumes s.mu.
-func (b *Broker) replicateQueuedLocked(s *Session, e *entry) {
+// session to the cluster, and returns the number of the replicated write
+// that its publisher's acknowledgement waits for (0: none). Only with a
+// store: without persistence, acknowledgements wait for nothing. Assumes
+// s.mu.
+func (b *Broker) replicateQueuedLocked(s *Session, e *entry) uint64 {
 	if s.p != nil && s.p.nodeLocal {
-		return
+		return 0
 	}
 	q := store.Queued{Msg: toStore(e.m), QoS: e.qos, Retain: e.retain, SubIDs: e.ids}
-	b.sessions.Queued(s.ID(), store.AppendQueued(nil, &q))
+	n := b.sessions.Queued(s.ID(), store.AppendQueued(nil, &q))
+	if n == 0 || b.persist.db == nil {
+		return 0
+	}
+	if n != math.MaxUint64 {
+		p := &b.persist
+		for old := p.quorumQueued.Load(); n > old && !p.quorumQueued.CompareAndSwap(old, n); old = p.quorumQueued.Load() {
+		}
+	}
+	return n
 }
 
 // snapshotOfflineLocked replaces the replicated state of offline s (its

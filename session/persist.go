@@ -25,7 +25,17 @@ type persistence struct {
 	db *store.DB
 
 	mu      sync.Mutex
-	waiters []*Client // clients with acks waiting for durability
+	waiters []*Client // clients with acks waiting for durability (or a quorum)
+
+	// In a cluster whose acks wait for a quorum (SessionCluster.Queued
+	// numbers its writes): quorumStored is the number up to which the
+	// cluster's replicated writes are all stored on a quorum, quorumQueued
+	// the highest number handed out. Both stay 0 on a single node.
+	// quorumVoid: acks held for numbers up to it are never sent
+	// (VoidReplicated).
+	quorumStored atomic.Uint64
+	quorumQueued atomic.Uint64
+	quorumVoid   atomic.Uint64
 
 	// seq numbers queued records, broker-wide. A number is never used
 	// twice, also across restarts (the store deletes a record written once
@@ -384,7 +394,35 @@ func (b *Broker) submit(pb *store.Batch) uint64 {
 
 // Durable is the store's OnDurable callback: clients whose acks were
 // waiting are woken to send what is now durable. Any goroutine.
-func (b *Broker) Durable(uint64) {
+func (b *Broker) Durable(uint64) { b.wakeAckWaiters() }
+
+// Replicated is the cluster's report that its replicated writes numbered
+// up to upTo (SessionCluster.Queued) are stored on a quorum: clients whose
+// acks waited for them are woken. Numbers only grow; one caller at a time.
+func (b *Broker) Replicated(upTo uint64) {
+	p := &b.persist
+	if upTo <= p.quorumStored.Load() {
+		return
+	}
+	p.quorumStored.Store(upTo)
+	b.wakeAckWaiters()
+}
+
+// VoidReplicated is the cluster's report that its writes numbered up to
+// upTo may not count (a partition gave their sessions to another node
+// meanwhile): acks still held for them are never sent, their publishers
+// are disconnected (v5 0x89, server busy) without their wills, and send
+// those messages again when they connect again [MQTT-4.4.0-1]. Any
+// goroutine.
+func (b *Broker) VoidReplicated(upTo uint64) {
+	p := &b.persist
+	for old := p.quorumVoid.Load(); upTo > old && !p.quorumVoid.CompareAndSwap(old, upTo); old = p.quorumVoid.Load() {
+	}
+	b.wakeAckWaiters()
+}
+
+// wakeAckWaiters wakes the clients whose held acks may go now. Any goroutine.
+func (b *Broker) wakeAckWaiters() {
 	p := &b.persist
 	p.mu.Lock()
 	waiters := p.waiters
@@ -398,24 +436,33 @@ func (b *Broker) Durable(uint64) {
 	}
 }
 
-// pendingAck is an acknowledgement held until its effects are durable.
+// pendingAck is an acknowledgement held until its effects are durable:
+// in the store (seq) and, in a cluster whose acks wait for a quorum, in
+// the cluster's replicated state (quorum).
 type pendingAck struct {
 	t      codec.PacketType
 	id     uint16
 	reason byte
 	seq    uint64
+	quorum uint64
 }
 
 // ack sends an acknowledgement, or queues it behind earlier ones while its
 // changes (seq) are not yet durable: acks leave in the order the PUBLISHes
 // came [MQTT-4.6.0-2/3]. Loop-only.
 func (c *Client) ack(out *Output, t codec.PacketType, id uint16, reason byte, why string, seq uint64) {
-	if seq == 0 && (c.extra == nil || len(c.extra.acks) == 0) {
+	c.ackAfter(out, t, id, reason, why, seq, 0)
+}
+
+// ackAfter is ack that also waits until the cluster has stored its
+// replicated writes up to quorum (0: none) on a quorum. Loop-only.
+func (c *Client) ackAfter(out *Output, t codec.PacketType, id uint16, reason byte, why string, seq, quorum uint64) {
+	if seq == 0 && quorum == 0 && (c.extra == nil || len(c.extra.acks) == 0) {
 		c.sendAckWhy(out, t, id, reason, why) // a held ack goes without its reason string
 		return
 	}
 	x := c.more()
-	x.acks = append(x.acks, pendingAck{t: t, id: id, reason: reason, seq: seq})
+	x.acks = append(x.acks, pendingAck{t: t, id: id, reason: reason, seq: seq, quorum: quorum})
 	c.flushAcks(out)
 }
 
@@ -441,22 +488,32 @@ func (c *Client) flushAcks(out *Output) {
 	}
 	acks := c.extra.acks
 	durable := c.b.persist.db.Durable()
+	stored := c.b.persist.quorumStored.Load()
 	n := 0
-	for n < len(acks) && acks[n].seq <= durable {
+	for n < len(acks) && acks[n].seq <= durable && acks[n].quorum <= stored {
 		a := &acks[n]
+		if a.quorum != 0 && a.quorum <= c.b.persist.quorumVoid.Load() {
+			c.kickWithoutWill(codec.ServerBusy) // this and what follows never acknowledged
+			break
+		}
 		c.sendAck(out, a.t, a.id, a.reason)
 		n++
 	}
 	acks = acks[:copy(acks, acks[n:])]
 	c.extra.acks = acks
 	if len(acks) > 0 {
-		c.waitDurable(acks[0].seq)
+		c.waitAck(acks[0].seq, acks[0].quorum)
 	}
 }
 
 // waitDurable asks for c to be woken once the store's batch seq is durable.
 // Any goroutine that may use c's transport.
-func (c *Client) waitDurable(seq uint64) {
+func (c *Client) waitDurable(seq uint64) { c.waitAck(seq, 0) }
+
+// waitAck asks for c to be woken once the store's batch seq is durable and
+// the cluster's writes up to quorum are stored on a quorum. Any goroutine
+// that may use c's transport.
+func (c *Client) waitAck(seq, quorum uint64) {
 	p := &c.b.persist
 	p.mu.Lock()
 	if !c.durWait { // once: a client woken twice takes two turns
@@ -464,8 +521,9 @@ func (c *Client) waitDurable(seq uint64) {
 		p.waiters = append(p.waiters, c)
 	}
 	p.mu.Unlock()
-	// A commit may have completed between Durable and registering.
-	if p.db.Durable() >= seq {
+	// A commit (or a quorum's answer) may have come between the check and
+	// registering.
+	if p.db.Durable() >= seq && p.quorumStored.Load() >= quorum {
 		c.t.Wake()
 	}
 }

@@ -97,10 +97,11 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 
 	pb := b.batch(out)
 	var routed uint64 // what route submitted itself (see deliverAll)
+	var quorum uint64 // the cluster's replicated writes to wait for
 	switch p.QoS {
 	case 0:
 		if reason == codec.Success && !looped {
-			_, slow, _ := b.route(c, topic, p, &out.match, out.clock(), pb, out)
+			_, slow, _, _ := b.route(c, topic, p, &out.match, out.clock(), pb, out)
 			c.slow = c.slow || slow
 			b.submit(pb)
 		}
@@ -113,17 +114,19 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 			return &Disconnect{Reason: codec.ReceiveMaximumExceeded, Msg: "receive maximum exceeded"}
 		}
 		if reason == codec.Success && !looped {
-			n, slow, seq := b.route(c, topic, p, &out.match, out.clock(), pb, out)
+			n, slow, seq, q := b.route(c, topic, p, &out.match, out.clock(), pb, out)
 			c.slow = c.slow || slow
 			// 0x10 only when no subscription matches at all, as mosquitto
 			// does: one skipped for No Local still counts.
 			if n == 0 && !b.anySubscription(topic, &out.match) {
 				reason = codec.NoMatchingSubscribers
 			}
-			routed = seq
+			routed, quorum = seq, q
 		}
-		// Acknowledged once what the message changed in the store is durable.
-		c.ack(out, codec.PUBACK, p.PacketID, reason, why, max(routed, b.submit(pb)))
+		// Acknowledged once what the message changed in the store is
+		// durable, and in a cluster (persistence_sync always) once its copies
+		// for offline sessions are stored on a quorum.
+		c.ackAfter(out, codec.PUBACK, p.PacketID, reason, why, max(routed, b.submit(pb)), quorum)
 	case 2:
 		s := c.s
 		s.mu.Lock()
@@ -160,15 +163,16 @@ func (c *Client) handlePublish(p *codec.Packet, out *Output) error {
 		// may come later than this number: a takeover racing a crash.)
 		if dup && persistent {
 			routed = b.persist.db.Submitted()
+			quorum = b.persist.quorumQueued.Load() // and the cluster's copies of it
 		}
 		// PUBREC is a success with or without subscribers, as mosquitto
 		// sends it (0x10 is optional [MQTT-3.5.2-1]).
 		if !dup && reason == codec.Success && !looped {
-			_, slow, seq := b.route(c, topic, p, &out.match, out.clock(), pb, out)
+			_, slow, seq, q := b.route(c, topic, p, &out.match, out.clock(), pb, out)
 			c.slow = c.slow || slow
-			routed = max(routed, seq)
+			routed, quorum = max(routed, seq), max(quorum, q)
 		}
-		c.ack(out, codec.PUBREC, p.PacketID, reason, why, max(routed, b.submit(pb)))
+		c.ackAfter(out, codec.PUBREC, p.PacketID, reason, why, max(routed, b.submit(pb)), quorum)
 	}
 	return nil
 }
@@ -304,8 +308,9 @@ func (c *Client) handlePubcomp(p *codec.Packet, out *Output) error {
 // store is updated, and a message copied once (shared by the retained store
 // and every queue) goes to every matching subscriber. It returns the number
 // of subscribers the message went to, and whether one of them asks for the
-// publisher to be slowed.
-func (b *Broker) route(pub *Client, topic []byte, p *codec.Packet, r *trie.Result, now int64, pb *store.Batch, out *Output) (n int, slow bool, seq uint64) {
+// publisher to be slowed; seq and quorum are what its acknowledgement
+// waits for (deliverAll).
+func (b *Broker) route(pub *Client, topic []byte, p *codec.Packet, r *trie.Result, now int64, pb *store.Batch, out *Output) (n int, slow bool, seq, quorum uint64) {
 	var m *Message
 	if p.Retain {
 		if len(p.Payload) == 0 {
@@ -327,12 +332,12 @@ func (b *Broker) route(pub *Client, topic []byte, p *codec.Packet, r *trie.Resul
 		if m == nil {
 			m = newMessage(topic, p, now)
 		}
-		n, slow, seq = b.deliverAll(m, r, pb, pub, now, out, true)
+		n, slow, seq, quorum = b.deliverAll(m, r, pb, pub, now, out, true)
 	}
 	if m != nil {
 		m.Release()
 	}
-	return n, slow, seq
+	return n, slow, seq, quorum
 }
 
 // anySubscription reports whether topic matches any subscription, counting
@@ -353,7 +358,7 @@ func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Resu
 		fromSub = from
 	}
 	b.subs.Match(m.Topic, fromSub, r)
-	n, _, _ := b.deliverAll(m, r, pb, nil, now, nil, true)
+	n, _, _, _ := b.deliverAll(m, r, pb, nil, now, nil, true)
 	return n
 }
 
@@ -364,12 +369,14 @@ func (b *Broker) routeMessage(from *Session, m *Message, now int64, r *trie.Resu
 // When deliveries stored records, pb is submitted before their subscribers
 // are woken (a subscriber's acknowledgement deletes the record: the put must
 // come first), and seq is that submission's number, which the publisher's
-// acknowledgement waits for.
+// acknowledgement waits for. quorum is the highest number of the cluster's
+// replicated writes of m for offline sessions (0: none), which it waits for
+// too (Client.ackAfter).
 //
 // A delivery to a cluster's Remote forwards m to that node (batched in out's
 // turn) unless m came from another node (fwd false); the publisher's
 // acknowledgement does not wait for the other node.
-func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Client, now int64, out *Output, fwd bool) (n int, slow bool, seq uint64) {
+func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Client, now int64, out *Output, fwd bool) (n int, slow bool, seq, quorum uint64) {
 	if fwd && b.cluster != nil && m.fwdID == 0 {
 		m.fwdID = nextForwardID(out) // before any delivery: the local copy is known by it too (dedup.go)
 	}
@@ -405,10 +412,11 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Cl
 			if d.QoS < qos || b.opts.UpgradeOutgoingQoS {
 				qos = d.QoS
 			}
-			queued, full, w := s.deliver(m, qos, m.Retain && d.RetainAsPublished, ask, k == 1, d.IDs, pb, false, pub, now)
+			queued, full, w, q := s.deliver(m, qos, m.Retain && d.RetainAsPublished, ask, k == 1, d.IDs, pb, false, pub, now)
 			if queued {
 				n++
 			}
+			quorum = max(quorum, q)
 			slow = slow || full
 			if w != nil {
 				wakes = append(wakes, w)
@@ -421,7 +429,7 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Cl
 			w.t.Wake()
 		}
 	}
-	return n, slow, seq
+	return n, slow, seq, quorum
 }
 
 // clearRetained removes the retained message of topic: a retained PUBLISH

@@ -181,13 +181,15 @@ func (s *Session) Busy() bool {
 // A message whose record went into pb is not announced to the subscriber
 // here: its client is returned as wakeAfterSubmit, to be woken once pb is
 // submitted, so that the record reaches the store before the subscriber
-// can acknowledge (and delete) it.
-func (s *Session) deliver(m *Message, qos byte, retain, ask, shared bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool, wakeAfterSubmit *Client) {
+// can acknowledge (and delete) it. quorum is the number of the cluster's
+// replicated write of the message (an offline session's), which the
+// publisher's acknowledgement waits for (0: none).
+func (s *Session) deliver(m *Message, qos byte, retain, ask, shared bool, ids []uint32, pb *store.Batch, force bool, pub *Client, now int64) (queued, slow bool, wakeAfterSubmit *Client, quorum uint64) {
 	opts := &s.b.opts
 	s.mu.Lock()
 	if s.ended || (s.owner == nil && qos == 0 && !opts.QueueQoS0 && !s.connecting) {
 		s.mu.Unlock()
-		return false, false, nil
+		return false, false, nil, 0
 	}
 	// force: retained on subscribe, sent again by right. shared: a shared
 	// subscription's copy is the session's own besides its ordinary one, and
@@ -195,7 +197,7 @@ func (s *Session) deliver(m *Message, qos byte, retain, ask, shared bool, ids []
 	if !force && !shared && s.fl != nil && s.fl.recent != nil && s.repeatedLocked(m, now) {
 		s.mu.Unlock()
 		s.b.Stats.DuplicatesDropped.Add(1)
-		return false, false, nil
+		return false, false, nil, 0
 	}
 	n := len(s.queue) - int(s.head)
 	if !force && ((opts.MaxQueuedMessages > 0 && n >= opts.MaxQueuedMessages) ||
@@ -207,7 +209,7 @@ func (s *Session) deliver(m *Message, qos byte, retain, ask, shared bool, ids []
 			}
 			s.mu.Unlock()
 			s.b.Stats.PublishDropped.Add(1)
-			return false, moving, nil
+			return false, moving, nil, 0
 		}
 		slow = true
 	}
@@ -224,7 +226,7 @@ func (s *Session) deliver(m *Message, qos byte, retain, ask, shared bool, ids []
 	s.queuedBytes += len(m.Payload)
 	s.queued.Store(int32(n + 1))
 	if s.owner == nil && qos > 0 && s.expiry > 0 && s.b.sessions != nil {
-		s.b.replicateQueuedLocked(s, &e) // handover.go
+		quorum = s.b.replicateQueuedLocked(s, &e) // handover.go
 	}
 	if !slow && (n+1 >= s.b.softQueue || (s.b.softBytes > 0 && s.queuedBytes >= s.b.softBytes)) {
 		slow = s.movingLocked(now)
@@ -239,12 +241,12 @@ func (s *Session) deliver(m *Message, qos byte, retain, ask, shared bool, ids []
 	}
 	s.mu.Unlock()
 	if wake != nil && e.seq != 0 {
-		return true, slow, wake
+		return true, slow, wake, quorum
 	}
 	if wake != nil {
 		wake.t.Wake()
 	}
-	return true, slow, nil
+	return true, slow, nil, quorum
 }
 
 // stuckAfter is how long a connected subscriber may take no messages at all

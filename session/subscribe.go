@@ -182,7 +182,7 @@ func (b *Broker) sendRetained(c *Client, filter string, qos byte, ids []uint32, 
 			q = qos
 		}
 		// Its own client drains after this turn, when pb has been submitted.
-		if _, _, w := c.s.deliver(m, q, true, ask, false, ids, pb, true, nil, now); w != nil {
+		if _, _, w, _ := c.s.deliver(m, q, true, ask, false, ids, pb, true, nil, now); w != nil {
 			w.t.Wake()
 		}
 		return true
