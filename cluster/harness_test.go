@@ -166,6 +166,17 @@ func launch(t testing.TB, nodes []*testNode) []*testNode {
 			t.Fatalf("node %s: %v\n%s", nodes[i].name, err, nodes[i].logs)
 		}
 	}
+	// Every node hears every other before a test goes on: a node never
+	// heard from is nobody's peer, and a cut made before the heartbeats
+	// met would never be seen as a node's death (a loaded machine).
+	waitFor(t, 30*time.Second, "every node to hear the others", func() bool {
+		for _, tn := range nodes {
+			if tn.node.Stats.PeersUp.Load() != int64(n-1) {
+				return false
+			}
+		}
+		return true
+	})
 	return nodes
 }
 
