@@ -22,15 +22,7 @@ import (
 func TestClusterSessionEntries(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1 := nodes[0].node
-	entries := func() uint64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		info, err := n1.sess.stream.Info(ctx)
-		if err != nil {
-			t.Fatalf("registry stream: %v", err)
-		}
-		return info.State.Msgs
-	}
+	entries := func() uint64 { return registryEntries(t, n1) }
 	owner := func(id string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -108,15 +100,7 @@ func TestClusterSessionEntries(t *testing.T) {
 func TestClusterSessionEntriesDeadNode(t *testing.T) {
 	nodes := startCluster(t, 3)
 	n1 := nodes[0].node
-	entries := func() uint64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		info, err := n1.sess.stream.Info(ctx)
-		if err != nil {
-			t.Fatalf("registry stream: %v", err)
-		}
-		return info.State.Msgs
-	}
+	entries := func() uint64 { return registryEntries(t, n1) }
 	const clean = 30
 	dying := nodes[2]
 	for i := range clean {
@@ -162,4 +146,16 @@ func TestClusterSessionEntriesDeadNode(t *testing.T) {
 			t.Errorf("registry: %s owned by %q, want %q (not the dead %s)", id, se.Node, want, dying.name)
 		}
 	}
+}
+
+// registryEntries counts the entries of n's session registry.
+func registryEntries(t *testing.T, n *Node) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := n.sess.stream.Info(ctx)
+	if err != nil {
+		t.Fatalf("registry stream: %v", err)
+	}
+	return info.State.Msgs
 }

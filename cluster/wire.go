@@ -107,44 +107,19 @@ func eachRecord(body []byte, p *codec.Packet, fn func(token uint32, id uint64, c
 	if len(body) < batchHeader-1 {
 		return errWire
 	}
-	base := binary.BigEndian.Uint64(body)
-	body = body[batchHeader-1:]
-	dec := codec.Decoder{Version: codec.Version5}
-	for len(body) > 0 {
-		token, n := binary.Uvarint(body)
-		if n <= 0 || token > 1<<32-1 {
-			return errWire
-		}
-		body = body[n:]
-		off, n := binary.Uvarint(body)
-		if n <= 0 {
-			return errWire
-		}
-		body = body[n:]
-		var client, shared []byte
-		if token == relayToken {
-			var ok bool
-			if client, body, ok = lengthPrefixed(body); !ok {
-				return errWire
-			}
-			if shared, body, ok = lengthPrefixed(body); !ok {
-				return errWire
-			}
-		}
-		used, err := dec.Decode(body, p)
-		if err != nil || p.Type != codec.PUBLISH {
-			return errWire
-		}
-		fn(uint32(token), base+off, client, shared, p)
-		body = body[used:]
-	}
-	return nil
+	return records(body[batchHeader-1:], binary.BigEndian.Uint64(body), true, p, fn)
 }
 
 // eachRecordV1 is eachRecord for a batch body in the layout before forward
 // ids (kindBatchV1): token and frame; no id (0), no relayed record (an
 // older node's relay token is taken as its ordinary subscribers').
 func eachRecordV1(body []byte, p *codec.Packet, fn func(token uint32, id uint64, client, shared []byte, p *codec.Packet)) error {
+	return records(body, 0, false, p, fn)
+}
+
+// records reads the records of either layout: withIDs, each has its id
+// (less base) after its token, and a relayed one its client and filter.
+func records(body []byte, base uint64, withIDs bool, p *codec.Packet, fn func(token uint32, id uint64, client, shared []byte, p *codec.Packet)) error {
 	dec := codec.Decoder{Version: codec.Version5}
 	for len(body) > 0 {
 		token, n := binary.Uvarint(body)
@@ -152,14 +127,32 @@ func eachRecordV1(body []byte, p *codec.Packet, fn func(token uint32, id uint64,
 			return errWire
 		}
 		body = body[n:]
+		var id uint64
+		var client, shared []byte
+		switch {
+		case withIDs:
+			off, n := binary.Uvarint(body)
+			if n <= 0 {
+				return errWire
+			}
+			body, id = body[n:], base+off
+			if token == relayToken {
+				var ok bool
+				if client, body, ok = lengthPrefixed(body); !ok {
+					return errWire
+				}
+				if shared, body, ok = lengthPrefixed(body); !ok {
+					return errWire
+				}
+			}
+		case token == relayToken:
+			token = 0
+		}
 		used, err := dec.Decode(body, p)
 		if err != nil || p.Type != codec.PUBLISH {
 			return errWire
 		}
-		if token == relayToken {
-			token = 0
-		}
-		fn(uint32(token), 0, nil, nil, p)
+		fn(uint32(token), id, client, shared, p)
 		body = body[used:]
 	}
 	return nil
