@@ -83,11 +83,11 @@ func (n *Node) rejoined() {
 	}
 }
 
-// reconcile ends the sessions held here that the registry gives to another
-// node.
-func (n *Node) reconcile() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// stopContext is a context that ends after d or when the node stops,
+// whichever comes first: for work off the node's goroutines that a stop
+// must not wait out.
+func (n *Node) stopContext(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	go func() {
 		select {
 		case <-n.stop:
@@ -95,6 +95,14 @@ func (n *Node) reconcile() {
 		case <-ctx.Done():
 		}
 	}()
+	return ctx, cancel
+}
+
+// reconcile ends the sessions held here that the registry gives to another
+// node.
+func (n *Node) reconcile() {
+	ctx, cancel := n.stopContext(30 * time.Second)
+	defer cancel()
 	start := time.Now()
 	ended, checked := 0, 0
 	for _, id := range n.b.SessionIDs() {

@@ -643,15 +643,8 @@ func (n *Node) adoptDead(name string) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		ctx, cancel := n.stopContext(60 * time.Second)
 		defer cancel()
-		go func() {
-			select {
-			case <-n.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		n.adopt(ctx, name)
 	}()
 }
