@@ -70,32 +70,7 @@ func TestClusterSessionKill(t *testing.T) {
 	adoptedAfter := time.Since(killed)
 
 	// Resumed on node3: session present, every message.
-	var in collector
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + ps[2].addr).SetClientID("keeper").SetCleanSession(false).
-		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(10 * time.Second).SetOrderMatters(true).
-		SetDefaultPublishHandler(in.handle)
-	c := mqtt.NewClient(o)
-	tok := c.Connect()
-	waitToken(t, tok, "resume keeper")
-	defer c.Disconnect(0)
-	if !tok.(*mqtt.ConnectToken).SessionPresent() {
-		t.Fatal("resumed on node3: session present 0, want 1")
-	}
-	msgs := in.waitCount(t, total, 60*time.Second)
-	msgs = append(msgs, in.quietFor(500 * time.Millisecond)[len(msgs):]...)
-	seen := map[string]int{}
-	for _, m := range msgs {
-		seen[m]++
-	}
-	missing, dups := 0, len(msgs)-len(seen)
-	for i := range total {
-		if seen[fmt.Sprintf("kq/x %d 1", i)] == 0 {
-			missing++
-		}
-	}
-	if missing > 0 {
-		t.Fatalf("%d of %d queued messages lost (%d duplicates)", missing, total, dups)
-	}
+	dups := resumeKeeper(t, ps[2].addr, total)
 	time.Sleep(500 * time.Millisecond)
 	if n := len(wills.snapshot()); n != 1 {
 		t.Fatalf("the will arrived %d times, want once", n)
@@ -105,4 +80,39 @@ func TestClusterSessionKill(t *testing.T) {
 	if strings.Contains(ps[1].out.String(), "panic") || strings.Contains(ps[2].out.String(), "panic") {
 		t.Fatal("a node panicked")
 	}
+}
+
+// resumeKeeper resumes the persistent session "keeper" (subscribed to kq/#)
+// on addr and checks that it is present with every one of the total
+// messages "kq/x N" queued for it; it returns the duplicates received.
+func resumeKeeper(t *testing.T, addr string, total int) (dups int) {
+	t.Helper()
+	var in collector
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("keeper").SetCleanSession(false).
+		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(10 * time.Second).SetOrderMatters(true).
+		SetDefaultPublishHandler(in.handle)
+	c := mqtt.NewClient(o)
+	tok := c.Connect()
+	waitToken(t, tok, "resume keeper")
+	defer c.Disconnect(0)
+	if !tok.(*mqtt.ConnectToken).SessionPresent() {
+		t.Fatalf("resumed on %s: session present 0, want 1", addr)
+	}
+	msgs := in.waitCount(t, total, 60*time.Second)
+	msgs = append(msgs, in.quietFor(500 * time.Millisecond)[len(msgs):]...)
+	seen := map[string]int{}
+	for _, m := range msgs {
+		seen[m]++
+	}
+	missing := 0
+	for i := range total {
+		if seen[fmt.Sprintf("kq/x %d 1", i)] == 0 {
+			missing++
+		}
+	}
+	dups = len(msgs) - len(seen)
+	if missing > 0 {
+		t.Fatalf("%d of %d queued messages lost (%d received, %d duplicates)", missing, total, len(msgs), dups)
+	}
+	return dups
 }

@@ -249,12 +249,17 @@ func (c *Client) TakeSession(from *Client) {
 func (c *Client) ReaderDone() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.reading == nil {
-		d := make(chan struct{})
-		close(d)
-		return d
+	return closedIfNil(c.reading)
+}
+
+// closedIfNil is ch, or a closed channel when there is none (never
+// connected: nothing to wait for).
+func closedIfNil(ch chan struct{}) <-chan struct{} {
+	if ch == nil {
+		ch = make(chan struct{})
+		close(ch)
 	}
-	return c.reading
+	return ch
 }
 
 // Version is the protocol level in use.
@@ -272,12 +277,7 @@ func (c *Client) Connack() codec.Packet {
 func (c *Client) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
-		d := make(chan struct{})
-		close(d)
-		return d
-	}
-	return c.done
+	return closedIfNil(c.done)
 }
 
 // Err is why the last connection ended (nil after a clean Disconnect).
