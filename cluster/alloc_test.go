@@ -49,7 +49,7 @@ func TestForwardNoAllocs(t *testing.T) {
 		for k := range 20 {
 			buf = p.Append(buf, m, uint32(k), now)
 		}
-		p.Send(buf)
+		p.Send(buf, 0)
 	})
 	if allocs > 2 {
 		t.Fatalf("%.1f allocations per forwarded batch of 20 messages, want at most 2 (the server's, per batch)", allocs)
@@ -67,7 +67,7 @@ func TestForwardNoAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	p.Send(buf)
+	p.Send(buf, 0)
 	select {
 	case size := <-got:
 		if size != len(buf) {

@@ -102,6 +102,8 @@ type Node struct {
 	sess    sessions    // sessions.go
 	state   stateWriter // sessionstate.go
 	relay   relays      // relay.go
+	nums    numbering   // confirm.go: what held acks wait for
+	conf    confirms    // confirm.go
 	// installDelay (ns), set by tests, makes a session handed over to this
 	// node wait before it is installed (a slow node).
 	installDelay atomic.Int64
@@ -216,6 +218,12 @@ func New(b *session.Broker, cfg Config) (*Node, error) {
 	n.relay.local = &localRelay{n: n, slot: n.takeSlot(), subs: map[string]int{}} // relay.go; a slot for good
 	n.holdSub = n.holdSubject()
 	n.backs = map[string]*holdback{}
+	n.conf.waiting, n.conf.ready = map[uint64]confirmWait{}, make(chan struct{}, 1)
+	// Numbers above any an earlier run of this node gave: a late answer to
+	// one of those cannot settle a new one.
+	n.nums.low = uint64(time.Now().UnixNano())
+	n.nums.last = n.nums.low
+	b.SetDurableHook(n.kickConfirms) // confirm.go: the store's progress answers requests
 	n.intakeHi.Store(intakeHigh)
 	n.intakeLo.Store(intakeLow)
 	b.Subs().SetObserver(n)
@@ -362,10 +370,16 @@ func (n *Node) listen() error {
 	if err != nil {
 		return err
 	}
+	s5, err := n.nc.Subscribe(n.confirmSubject(n.holdSubject()), n.confirmAnswered)
+	if err != nil {
+		return err
+	}
 	for _, s := range []*nats.Subscription{s1, s2} {
 		_ = s.SetPendingLimits(-1, 256<<20)
 	}
-	n.subs = append(n.subs, s1, s2, s3, s4)
+	n.subs = append(n.subs, s1, s2, s3, s4, s5)
+	n.wg.Add(1)
+	go n.confirmLoop()
 	return n.nc.Flush()
 }
 
@@ -400,11 +414,17 @@ func (n *Node) receive(msg *nats.Msg) {
 	case kindCut:
 		n.cutOver(string(data[1:])) // relay.go
 		return
+	case kindConfirm:
+		n.confirmAsked(n.holdbackOf(msg.Reply), data) // confirm.go
+		return
 	default:
 		n.log.Printf("cluster %s: dropped a forwarded message of unknown kind %q", n.cfg.Name, data[0])
 		return
 	}
 	n.cur = n.holdbackOf(msg.Reply)
+	if n.cur.open == 0 { // the first replicated write its next confirmation covers
+		n.cur.open = n.state.ordQueued.Load() + 1
+	}
 	err := each(body, &n.recvPkt, n.deliver)
 	if err != nil {
 		n.log.Printf("cluster %s: %v", n.cfg.Name, err)

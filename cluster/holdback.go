@@ -57,6 +57,10 @@ type holdback struct {
 	hb     *session.Holdback
 	asking bool // a goroutine asks the sender to hold; receive goroutine only
 	done   chan struct{}
+	// confirm.go: the first state write (ord) since the sender's last
+	// request for a confirmation (0: none), and where to answer it
+	open   uint64
+	answer string
 }
 
 func (n *Node) holdSubject() string { return n.prefix + "hold." + n.cfg.NodeName }

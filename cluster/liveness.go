@@ -75,6 +75,7 @@ func (n *Node) liveness() {
 		}
 		now := time.Now()
 		n.sweepStale(now)
+		n.sweepConfirms(now) // confirm.go
 		if k, size := n.recv.sweep(now); k > 0 {
 			n.log.Printf("cluster %s: freed %d unfinished forwarded batches (%d bytes) whose sender fell silent", n.cfg.Name, k, size)
 		}

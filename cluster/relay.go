@@ -415,7 +415,8 @@ var _ session.Remote = (*localRelay)(nil)
 func (l *localRelay) Busy() bool                { return false }
 func (l *localRelay) Hold() *session.RemoteHold { return nil }
 func (l *localRelay) Slot() int                 { return l.slot }
-func (l *localRelay) Send([]byte)               {} // Append has sent it
+func (l *localRelay) Send([]byte, uint64)       {} // Append has sent it
+func (l *localRelay) Confirm() uint64           { return 0 }
 
 // Append passes m on to the new node of each session relayed away that it
 // matches (at once, or kept until that node says done); dst is left as it

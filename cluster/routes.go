@@ -263,7 +263,12 @@ func (p *peer) Append(dst []byte, m *session.Message, token uint32, now int64) [
 }
 
 // Send implements session.Remote.
-func (p *peer) Send(b []byte) { p.n.send(p.subject, b) }
+func (p *peer) Send(b []byte, confirm uint64) {
+	p.n.send(p.subject, b)
+	if confirm != 0 {
+		p.n.askConfirm(p.subject, confirm) // confirm.go
+	}
+}
 
 // peerLocked returns the peer of a node, making it. Assumes rmu.
 func (n *Node) peerLocked(name string) *peer {

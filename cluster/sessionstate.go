@@ -60,10 +60,11 @@ import (
 
 // stateOp is one write of the state writer.
 type stateOp struct {
-	kind    byte // 'S' snapshot, 'M' queued message, 'E' ended (purge)
+	kind    byte // 'S' snapshot, 'M' queued message, 'E' ended (purge), 'V' an 'M' not made
 	subject string
 	data    []byte
-	num     uint64 // 'M' with QuorumAcks: its number, which its publisher's ack waits for
+	num     uint64 // 'M' with QuorumAcks: its number (numbering), which its publisher's ack waits for
+	ord     uint64 // 'M', 'V': its place among them (ordQueued)
 }
 
 const (
@@ -82,12 +83,17 @@ type stateWriter struct {
 	mu      sync.Mutex
 	ops     []stateOp
 	busy    bool // the writer has taken ops it has not finished (mu)
-	next    uint64
-	pending int // bytes of 'M' writes not yet stored (mu)
-	ready   chan struct{}
-	stream  jetstream.Stream
-	held    map[string]bool // client ids with replicated state (guarded by mu)
-	on      atomic.Bool     // bound and writing: a dead node's sessions can be taken
+	pending int  // bytes of 'M' writes not yet stored (mu)
+	// For other nodes' confirmations (confirm.go): the 'M' writes (and
+	// 'V', those over the bound) are counted as queued (under mu), as
+	// stored in order (ordStored: every one up to it is stored, or was
+	// never to be), and ordVoid: those up to it may not count (never
+	// made, or a cut gave their sessions to another node).
+	ordQueued, ordStored, ordVoid atomic.Uint64
+	ready                         chan struct{}
+	stream                        jetstream.Stream
+	held                          map[string]bool // client ids with replicated state (guarded by mu)
+	on                            atomic.Bool     // bound and writing: a dead node's sessions can be taken
 	// unwritten counts the changes queued and not yet through the writer:
 	// while it is not 0, what the majority would take over if this node
 	// were cut off now is behind (JetStream not answering, e.g. right
@@ -142,6 +148,7 @@ func (n *Node) queueState(id string, op stateOp) uint64 {
 		}
 		delete(w.held, id)
 	case 'M':
+		op.ord = w.ordQueued.Add(1)
 		if w.pending+len(op.data) > maxStatePending {
 			w.dropped.Add(1)
 			if now := time.Now(); now.Sub(w.lastDrop) >= 10*time.Second {
@@ -149,7 +156,11 @@ func (n *Node) queueState(id string, op stateOp) uint64 {
 				n.log.Printf("cluster %s: %d MiB of queued messages not yet replicated: a message queued for an offline session is not replicated (its publisher is not acknowledged)",
 					n.cfg.Name, w.pending>>20)
 			}
+			maxStore(&w.ordVoid, op.ord)
+			w.ops = append(w.ops, stateOp{kind: 'V', ord: op.ord}) // passed in order (confirm.go)
+			w.unwritten.Add(1)
 			w.mu.Unlock()
+			w.kick()
 			if n.cfg.QuorumAcks {
 				return math.MaxUint64
 			}
@@ -157,8 +168,7 @@ func (n *Node) queueState(id string, op stateOp) uint64 {
 		}
 		w.pending += len(op.data)
 		if n.cfg.QuorumAcks {
-			w.next++
-			op.num = w.next
+			op.num = n.nums.next()
 		}
 		w.held[id] = true
 	default:
@@ -167,11 +177,22 @@ func (n *Node) queueState(id string, op stateOp) uint64 {
 	w.ops = append(w.ops, op)
 	w.unwritten.Add(1)
 	w.mu.Unlock()
+	w.kick()
+	return op.num
+}
+
+// kick wakes the writer.
+func (w *stateWriter) kick() {
 	select {
 	case w.ready <- struct{}{}:
 	default:
 	}
-	return op.num
+}
+
+// maxStore raises a to v if v is higher.
+func maxStore(a *atomic.Uint64, v uint64) {
+	for old := a.Load(); v > old && !a.CompareAndSwap(old, v); old = a.Load() {
+	}
 }
 
 // Snapshot implements session.SessionCluster.
@@ -225,6 +246,11 @@ func (n *Node) stateLoop() {
 			}
 			clear(msgs)
 			msgs = msgs[:0]
+			if op.kind == 'V' { // never written: passed, in order
+				maxStore(&w.ordStored, op.ord)
+				n.kickConfirms()
+				continue
+			}
 			n.writeState(op)
 		}
 		if !n.writeQueued(msgs) {
@@ -266,6 +292,7 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 		}
 		again = again[:0]
 		stored := 0
+		left := len(futures) // the first write not stored
 		for i, f := range futures {
 			select {
 			case <-f.Ok():
@@ -273,17 +300,12 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 			case e := <-f.Err():
 				err = e
 				again = append(again, round[i])
+				left = min(left, i)
 			case <-n.stop:
 				return false
 			}
 		}
 		again = append(again, round[len(futures):]...)
-		// Every write before the first one left is stored; their numbers
-		// follow one another (Queued) as they are written.
-		upTo := round[len(round)-1].num
-		if len(again) > 0 {
-			upTo = again[0].num - 1
-		}
 		// A write that had to wait for a quorum, or made around a cut, may
 		// be for a session the majority took meanwhile (stored, but not
 		// where its new owner reads): the sessions are checked first. The
@@ -298,8 +320,26 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 		w.mu.Lock()
 		w.pending -= stored
 		w.mu.Unlock()
-		if upTo > 0 && upTo != math.MaxUint64 {
-			n.b.Replicated(upTo)
+		// The writes stored complete their numbers; the broker hears up to
+		// which number all have (numbering: the other nodes' confirmations
+		// count too).
+		var low uint64
+		done := 0
+		for i := range round[:len(futures)] {
+			if done < len(again) && again[done].ord == round[i].ord {
+				done++
+				continue
+			}
+			if round[i].num != 0 {
+				low = n.nums.complete(round[i].num)
+			}
+		}
+		if low > 0 {
+			n.b.Replicated(low)
+		}
+		if left > 0 { // the other nodes' requests wait for these in order
+			maxStore(&w.ordStored, round[left-1].ord)
+			n.kickConfirms()
 		}
 		if len(again) == 0 {
 			if !failing.IsZero() {
@@ -363,7 +403,8 @@ func (n *Node) checkOwners(round, again []stateOp) bool {
 	if lost > 0 {
 		w := &n.state
 		w.mu.Lock()
-		upTo := w.next
+		upTo := n.nums.issued()
+		maxStore(&w.ordVoid, w.ordQueued.Load())
 		w.mu.Unlock()
 		w.voided.Add(int64(lost))
 		n.b.VoidReplicated(upTo)

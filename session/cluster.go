@@ -24,9 +24,16 @@ type Remote interface {
 	// ordinary subscriptions, or names the shared subscription whose pick
 	// fell on the node.
 	Append(dst []byte, m *Message, token uint32, now int64) []byte
+	// Confirm numbers a confirmation that the node is to give once what
+	// is forwarded to it with it is stored there (in its store and, for its
+	// offline persistent sessions, on the cluster's quorum): the acks of the
+	// publishers of those messages wait for the number (Broker.Replicated).
+	// 0: the cluster asks for no confirmation.
+	Confirm() uint64
 	// Send passes one batch of appended messages to the node; b is reused
-	// once Send returns.
-	Send(b []byte)
+	// once Send returns. confirm (0: none) is the number Confirm gave for
+	// a message of the batch: the node is asked to confirm it.
+	Send(b []byte, confirm uint64)
 	// Hold is how the node holds back the publishers that forward to it
 	// (cross-node back-pressure); nil: never.
 	Hold() *RemoteHold
@@ -78,13 +85,20 @@ func (c *Client) routesKnown(p *codec.Packet, refused []bool) bool {
 
 // forward hands m to a remote node: batched in the publisher's loop turn
 // when there is one, else sent at once (wills, $SYS, work off the loops).
-func (b *Broker) forward(rem Remote, m *Message, token uint32, out *Output, now int64) {
+// With confirm (a QoS 1/2 message whose publisher waits for its ack), it
+// returns the number of the node's confirmation that the ack waits for
+// (0: none).
+func (b *Broker) forward(rem Remote, m *Message, token uint32, out *Output, now int64, confirm bool) uint64 {
 	if m.fwdID == 0 { // deliverAll gave it one, unless it came another way
 		m.fwdID = nextForwardID(out)
 	}
 	if out == nil {
-		rem.Send(rem.Append(nil, m, token, now))
-		return
+		var k uint64
+		if confirm {
+			k = b.persist.numbered(rem.Confirm())
+		}
+		rem.Send(rem.Append(nil, m, token, now), k)
+		return k
 	}
 	slot := rem.Slot()
 	for len(out.fwds) <= slot {
@@ -96,6 +110,10 @@ func (b *Broker) forward(rem Remote, m *Message, token uint32, out *Output, now 
 		out.pending = append(out.pending, int32(slot))
 	}
 	f.buf = rem.Append(f.buf, m, token, now)
+	if confirm && f.confirm == 0 { // one confirmation covers the turn's batch
+		f.confirm = b.persist.numbered(rem.Confirm())
+	}
+	return f.confirm
 }
 
 // Forward ids: each loop's Output counts up from a random start, the
@@ -125,8 +143,9 @@ func nextForwardID(out *Output) uint64 {
 
 // fwdBuf is one turn's messages for one remote node.
 type fwdBuf struct {
-	to  Remote
-	buf []byte
+	to      Remote
+	buf     []byte
+	confirm uint64 // the node's confirmation asked for (Remote.Confirm), 0: none
 }
 
 // FlushForwards sends the turn's batches, one per remote node. The
@@ -137,8 +156,8 @@ func (o *Output) FlushForwards() {
 	}
 	for _, slot := range o.pending {
 		f := &o.fwds[slot]
-		f.to.Send(f.buf)
-		f.to = nil
+		f.to.Send(f.buf, f.confirm)
+		f.to, f.confirm = nil, 0
 		if cap(f.buf) > 1<<20 { // don't keep a huge buffer after a large message
 			f.buf = nil
 		}

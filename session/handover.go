@@ -3,7 +3,6 @@ package session
 import (
 	"encoding/binary"
 	"errors"
-	"math"
 	"sort"
 	"time"
 
@@ -472,12 +471,7 @@ func (b *Broker) replicateQueuedLocked(s *Session, e *entry) uint64 {
 	if n == 0 || b.persist.db == nil {
 		return 0
 	}
-	if n != math.MaxUint64 {
-		p := &b.persist
-		for old := p.quorumQueued.Load(); n > old && !p.quorumQueued.CompareAndSwap(old, n); old = p.quorumQueued.Load() {
-		}
-	}
-	return n
+	return b.persist.numbered(n)
 }
 
 // snapshotOfflineLocked replaces the replicated state of offline s (its

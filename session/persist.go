@@ -1,6 +1,7 @@
 package session
 
 import (
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -393,18 +394,56 @@ func (b *Broker) submit(pb *store.Batch) uint64 {
 }
 
 // Durable is the store's OnDurable callback: clients whose acks were
-// waiting are woken to send what is now durable. Any goroutine.
-func (b *Broker) Durable(uint64) { b.wakeAckWaiters() }
+// waiting are woken to send what is now durable, and the cluster hears of
+// it (SetDurableHook). Any goroutine.
+func (b *Broker) Durable(uint64) {
+	b.wakeAckWaiters()
+	if f := b.durableHook; f != nil {
+		f()
+	}
+}
 
-// Replicated is the cluster's report that its replicated writes numbered
-// up to upTo (SessionCluster.Queued) are stored on a quorum: clients whose
-// acks waited for them are woken. Numbers only grow; one caller at a time.
+// SetDurableHook has f called (from any goroutine; it must not block)
+// each time more of the store's changes are durable: a cluster node that
+// confirms what another node forwarded waits for that. Call it before the
+// listeners open.
+func (b *Broker) SetDurableHook(f func()) { b.durableHook = f }
+
+// StoreProgress reports the number of the last batch of changes handed to
+// the store and the number up to which they are durable (0, 0: no store).
+func (b *Broker) StoreProgress() (submitted, durable uint64) {
+	if b.persist.db == nil {
+		return 0, 0
+	}
+	return b.persist.db.Submitted(), b.persist.db.Durable()
+}
+
+// numbered notes n, a number that an ack may wait for (SessionCluster.Queued,
+// Remote.Confirm), as handed out: a QoS 2 PUBLISH sent again waits for all
+// of them (publish). It returns n.
+func (p *persistence) numbered(n uint64) uint64 {
+	if n != 0 && n != math.MaxUint64 {
+		for old := p.quorumQueued.Load(); n > old && !p.quorumQueued.CompareAndSwap(old, n); old = p.quorumQueued.Load() {
+		}
+	}
+	return n
+}
+
+// Replicated is the cluster's report that everything it numbered up to
+// upTo (its replicated writes, SessionCluster.Queued, and the other nodes'
+// confirmations of what was forwarded to them, Remote.Confirm) is stored
+// on a quorum: clients whose acks waited for them are woken. A lower
+// number than one reported before changes nothing. Any goroutine.
 func (b *Broker) Replicated(upTo uint64) {
 	p := &b.persist
-	if upTo <= p.quorumStored.Load() {
-		return
+	for old := p.quorumStored.Load(); ; old = p.quorumStored.Load() {
+		if upTo <= old {
+			return
+		}
+		if p.quorumStored.CompareAndSwap(old, upTo) {
+			break
+		}
 	}
-	p.quorumStored.Store(upTo)
 	b.wakeAckWaiters()
 }
 

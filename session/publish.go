@@ -392,7 +392,10 @@ func (b *Broker) deliverAll(m *Message, r *trie.Result, pb *store.Batch, pub *Cl
 					if k == 1 && len(d.IDs) > 0 {
 						token = d.IDs[0] // a Remote's shared membership carries its token as id
 					}
-					b.forward(rem, m, token, out, now)
+					// A publisher's ack waits for the node's confirmation
+					// when the cluster asks for one (persistence_sync always).
+					confirm := pub != nil && m.QoS > 0 && b.persist.db != nil
+					quorum = max(quorum, b.forward(rem, m, token, out, now, confirm))
 					n++
 					if h := rem.Hold(); pub != nil && h != nil && h.holdPublisher(pub, now) {
 						slow = true

@@ -1,0 +1,156 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/midge-mqtt/midge/client"
+	"github.com/midge-mqtt/midge/codec"
+)
+
+func TestNumbering(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		issue    int
+		complete []uint64
+		want     []uint64 // the number up to which all have completed, after each
+	}{
+		{"in order", 3, []uint64{1, 2, 3}, []uint64{1, 2, 3}},
+		{"out of order", 4, []uint64{2, 4, 1, 3}, []uint64{0, 0, 2, 4}},
+		{"twice, and unknown", 2, []uint64{1, 1, 7, 2}, []uint64{1, 1, 1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var q numbering
+			for range tc.issue {
+				q.next()
+			}
+			for i, k := range tc.complete {
+				if got := q.complete(k); got != tc.want[i] {
+					t.Fatalf("complete(%d) = %d, want %d", k, got, tc.want[i])
+				}
+			}
+			if k := q.next(); k != uint64(tc.issue)+1 {
+				t.Fatalf("next number %d, want %d", k, tc.issue+1)
+			}
+		})
+	}
+}
+
+// TestClusterQuorumAckForwarded: with persistence_sync always, a QoS 1
+// message published on n1 for an offline persistent session held on n2
+// is acknowledged only once n2 confirms that it stored it, on its disk and
+// on the state stream's quorum [MQTT-4.3.2-2: the PUBACK means the
+// receiver has taken ownership of the message]. With n2 cut off, the
+// PUBACK is held; when the links come back, n2 confirms (resumed), or,
+// the forward lost with its connection (reset), n1 gives up on n2's
+// answer and disconnects the publisher, which publishes again
+// [MQTT-4.4.0-1]. The subscriber, resuming on n3, gets every message
+// acknowledged.
+func TestClusterQuorumAckForwarded(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		name := "resume"
+		if reset {
+			name = "reconnect"
+		}
+		t.Run(name, func(t *testing.T) { testQuorumAckForwarded(t, reset) })
+	}
+}
+
+func testQuorumAckForwarded(t *testing.T, reset bool) {
+	nodes, l := startClusterLinkedWith(t, 3, nil, func(tn *testNode) {
+		tn.persist, tn.db = true, t.TempDir()
+		tn.cfg = func(c *Config) { c.DeadAfter = 30 * time.Second } // a cut short of a death
+	})
+	n1, n2 := nodes[0], nodes[1]
+
+	sub, _ := connectSession(t, n2.addr, "qf-sub", true, 600)
+	subscribe(t, sub, nil, codec.Subscription{Filter: []byte("qf/#"), QoS: 1})
+	if err := sub.Disconnect(codec.Success, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the subscriber offline on n2", func() bool { return n2.b.Stats.ClientsConnected.Load() == 0 })
+	pubOpts := client.Options{Addr: n1.addr, ClientID: "qf-pub", Version: codec.Version5, CleanStart: true, MaxInflight: 100}
+	pub, _ := connectWith(t, pubOpts)
+
+	// The cluster whole: acks come, in order, each once n2 confirmed.
+	const before = 50
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	acked := make(chan int, before)
+	for i := range before {
+		if err := pub.PublishAsync(ctx, &client.Message{Topic: []byte("qf/m"), Payload: []byte(fmt.Sprint(i)), QoS: 1},
+			func(err error) {
+				if err != nil {
+					t.Errorf("publish %d: %v", i, err)
+				}
+				acked <- i
+			}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := range before {
+		select {
+		case i := <-acked:
+			if i != want {
+				t.Fatalf("PUBACK for message %d, want %d (out of order)", i, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d PUBACKs with the cluster whole", want, before)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if a := n1.node.conf.asked.Load(); a == 0 {
+		t.Fatal("n1 asked n2 for no confirmation")
+	}
+
+	// n2 cut off: n1 cannot know that n2 has the message.
+	l.cut(1)
+	done := make(chan error, 1)
+	cut := time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		done <- pub.Publish(ctx, &client.Message{Topic: []byte("qf/m"), Payload: []byte("cut"), QoS: 1})
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("PUBACK (err %v) while the subscriber's node is cut off", err)
+	case <-time.After(3 * time.Second):
+	}
+	l.heal(reset)
+	select {
+	case err := <-done:
+		if err != nil {
+			if !reset {
+				t.Fatalf("publish after the heal: %v", err)
+			}
+			// Not confirmed: published again.
+			t.Logf("publisher: %v (%v after the cut); publishing again", err, time.Since(cut).Round(time.Millisecond))
+			pub2, _ := connectRetry(t, pubOpts)
+			publish(t, pub2, &client.Message{Topic: []byte("qf/m"), Payload: []byte("cut"), QoS: 1})
+		} else {
+			t.Logf("PUBACK %v after the cut", time.Since(cut).Round(time.Millisecond))
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("neither a PUBACK nor a disconnection within 60 s of the heal")
+	}
+
+	// Taken over on n3 with every acknowledged message, in order.
+	sub2, in := connectRetry(t, sessionOpts("qf-sub", nodes[2].addr))
+	if !sub2.Connack().SessionPresent {
+		t.Fatal("session not present on n3")
+	}
+	got := in.wait(t, before+1, 30*time.Second)
+	for i, g := range got[:before] {
+		if g.payload != fmt.Sprint(i) {
+			t.Fatalf("message %d: %q", i, g.payload)
+		}
+	}
+	if g := got[before]; g.payload != "cut" {
+		t.Fatalf("message %d: %q, want the one published during the cut", before, g.payload)
+	}
+}
