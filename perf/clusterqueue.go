@@ -45,10 +45,15 @@ func clusterQueue(ctx context.Context, o options, midge brokerSpec, dir string, 
 			lost[k] += r.Lost
 		}
 	}
+	where := "publishers and subscriber on n1"
+	if o.queueAcross {
+		where = "publishers on n1, the subscriber's session on n2 (what they publish is forwarded to n2, which confirms it " +
+			"stored and replicated before n1 acknowledges)"
+	}
 	fmt.Fprintf(w, "\n## QoS 1 to an offline persistent subscriber\n\n`midge bench queue` (4 publishers, QoS 1, 16 in flight each, 64-byte payloads, MQTT 3.1.1) "+
 		"while the subscriber's session is offline, then the subscriber comes back for the queue. One midge with "+
 		"`persistence true`, `persistence_sync always`, against a three-node cluster with the same settings, where the queue "+
-		"is also replicated (JetStream, 3 replicas); publishers and subscriber on n1. Medians of %d runs, alternated.\n\n", max(o.rounds, 2))
+		"is also replicated (JetStream, 3 replicas); %s. Medians of %d runs, alternated.\n\n", where, max(o.rounds, 2))
 	fmt.Fprintln(w, "| | one node | cluster | ratio | lost (one / cluster) |\n|---|---|---|---|---|")
 	ratio := func(a, b float64) string {
 		if a <= 0 {
@@ -77,5 +82,8 @@ func queueOnce(ctx context.Context, o options, midge brokerSpec, cross bool, dir
 		return nil, err
 	}
 	c.Port, c.BrokerPID = nodes[0].Port, nodes[0].Pid // publishers and subscriber on n1
+	if cross && o.queueAcross {
+		c.SubPort = nodes[1].Port // the session on n2
+	}
 	return bench.Run(ctx, c)
 }

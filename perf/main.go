@@ -59,6 +59,7 @@ type options struct {
 	onlyCluster  bool
 	clusterConns int  // only: that many idle connections over three nodes (clusterconns.go)
 	clusterQueue bool // only: queue throughput, one node against the cluster (clusterqueue.go)
+	queueAcross  bool // with clusterQueue: the subscriber's session on n2, the publishers on n1
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -83,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.onlyCluster, "only-cluster", false, "run only the cluster comparison, printed and written to perf/results/<date>-cluster.md")
 	fs.IntVar(&o.clusterConns, "only-cluster-conns", 0, "run only: three nodes hold this many idle connections (e.g. 50000) while a cross-node pair flows; written to perf/results/<date>-cluster-conns.md")
 	fs.BoolVar(&o.clusterQueue, "only-cluster-queue", false, "run only: QoS 1 to an offline persistent subscriber, one node with persistence against a three-node cluster; written to perf/results/<date>-cluster-queue.md")
+	fs.BoolVar(&o.queueAcross, "cluster-queue-across", false, "with -only-cluster-queue: the subscriber's session on n2, the publishers on n1 (what they publish is forwarded)")
 	fs.Var(&o.others, "broker", "another broker as name=command with {port} (repeatable)")
 	fs.BoolVar(&o.unixOnly, "unix", false, "only compare QoS 0 pairs over a Unix socket and loopback TCP (also part of a full run)")
 	if err := fs.Parse(args); err != nil {
@@ -176,7 +178,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case o.clusterQueue:
 		return only("cluster-queue", "queues for offline sessions, one node and a cluster",
-			fmt.Sprintf("go run ./perf -no-mosquitto -only-cluster-queue -rounds %d -d %v -w %v", o.rounds, o.duration, o.warmup), fresh,
+			fmt.Sprintf("go run ./perf -no-mosquitto -only-cluster-queue -cluster-queue-across=%v -rounds %d -d %v -w %v", o.queueAcross, o.rounds, o.duration, o.warmup), fresh,
 			func(w io.Writer, chart charter) error { return clusterQueue(ctx, o, brokers[0], dir, w, chart, logf) })
 	case o.clusterConns > 0:
 		return only("cluster-conns", "idle connections beyond one process",
