@@ -26,6 +26,8 @@ import (
 //	       older midge during a rolling upgrade, which drops 'F' and 'D' as
 //	       of unknown kind rather than misreading them
 //	cut: 'T' client id: the node's own marker for a takeover (relay.go)
+//	confirm: 'K' number(8): the sender asks for a confirmation of what it
+//	       forwarded so far (confirm.go)
 //
 // token 0: for the node's ordinary subscribers; relayToken: passed on by
 // the node a session left, for that session only (its client id follows);
