@@ -36,6 +36,13 @@ import (
 //     op 2 on A's take subject, after Install), sent at once afterwards,
 //     until relayGrace after the last pin went (a forward in flight from a
 //     node that was behind).
+//   - When the session comes back to A before A's relay ended (A→B→A),
+//     A stops passing records on to B from the start of its claim, before
+//     its take request (B may hand the session over any moment, and a
+//     record reaching B after that would be lost), keeps them, and, once
+//     the session is installed here again, delivers them to it (relayBack,
+//     relayHome), with those B never said done for; then ends the relay
+//     (its pins go once the session holds the interest again).
 //   - A node that had both routes for a while forwarded the same message
 //     to A and to B: B sees it twice, by the forward id every copy carries
 //     (wire.go), and delivers it to the session once, whichever copy comes
@@ -86,6 +93,7 @@ type moved struct {
 	payload int               // their payloads' bytes
 	dropped bool              // a record did not fit in buf (logged once)
 	ready   bool              // B installed it: relay at once
+	back    bool              // it comes back here: keep, never send (relayBack)
 	cut     bool              // handed over: what comes now is relayed
 	until   time.Time         // relaying ends (zero: pins left)
 	timer   *time.Timer
@@ -143,7 +151,7 @@ func (n *Node) relayStart(id, to string) *moved {
 	m.timer = time.AfterFunc(relayMax, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.m[id] == m {
+		if r.m[id] == m && !m.back {
 			n.relayEndLocked(m)
 		}
 	})
@@ -163,16 +171,80 @@ func (n *Node) relayCancel(m *moved) {
 	}
 }
 
-// relayBack: the session id comes back to this node; it is no longer
-// relayed away.
-func (n *Node) relayBack(id string) {
+// relayBack: this node claims id's session, which it relayed away: from
+// now on what the relay takes for it is kept here, not passed on, until
+// relayHome or relayResume. Before the take request: the node it went to
+// may hand it over any moment, and a record that reaches that node after
+// is lost. It returns the relay (nil: none).
+func (n *Node) relayBack(id string) *moved {
 	if n.relay.active.Load() == 0 {
+		return nil
+	}
+	n.relay.mu.Lock()
+	defer n.relay.mu.Unlock()
+	m := n.relay.m[id]
+	if m != nil {
+		m.back = true
+		m.timer.Stop() // ends with the claim
+	}
+	return m
+}
+
+// relayHome ends m (relayBack's) once the claim is done. deliver: the
+// session is this node's again (installed, or its CONNECT resumes it):
+// what m kept goes to it, with its forward ids, so that the dedup window
+// drops what it took already the other way; else (a clean start) it is
+// let go. The pins go last: the session holds the interest by then.
+func (n *Node) relayHome(m *moved, deliver bool) {
+	if m == nil {
+		return
+	}
+	var p codec.Packet
+	var res trie.Result
+	r := &n.relay
+	for {
+		r.mu.Lock()
+		if r.m[m.id] != m {
+			r.mu.Unlock()
+			return
+		}
+		buf := m.buf
+		m.buf, m.kept, m.payload = nil, 0, 0
+		if len(buf) == 0 || !deliver {
+			n.relayEndLocked(m)
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		err := eachRecord(buf[1:], &p, func(_ uint32, fid uint64, client, shared []byte, p *codec.Packet) {
+			n.b.RouteForwardedTo(p, fid, string(client), string(shared), &res, n.isLocal)
+		})
+		if err != nil {
+			n.log.Printf("cluster %s: %v", n.cfg.Name, err)
+		}
+	}
+}
+
+// relayResume: the claim that began with relayBack failed; the session
+// stays where it went, and m passes records on to it again.
+func (n *Node) relayResume(m *moved) {
+	if m == nil {
 		return
 	}
 	n.relay.mu.Lock()
 	defer n.relay.mu.Unlock()
-	if m := n.relay.m[id]; m != nil {
-		n.relayEndLocked(m)
+	if n.relay.m[m.id] != m || !m.back {
+		return
+	}
+	m.back = false
+	if m.ready && len(m.buf) > 0 {
+		n.send(n.prefix+"n."+m.to, m.buf)
+		m.buf, m.kept, m.payload = nil, 0, 0
+	}
+	if len(m.pinned) == 0 {
+		m.timer.Reset(relayGrace)
+	} else {
+		m.timer.Reset(relayMax)
 	}
 }
 
@@ -246,7 +318,7 @@ func (n *Node) relayDone(id, to string) {
 	if m == nil || m.to != to {
 		return
 	}
-	if len(m.buf) > 0 {
+	if len(m.buf) > 0 && !m.back {
 		n.send(n.prefix+"n."+to, m.buf)
 		m.buf, m.kept, m.payload = nil, 0, 0
 	}
@@ -324,7 +396,7 @@ func (n *Node) relayOut(p *codec.Packet, fid uint64) {
 func (n *Node) relayLocked(m *moved, p *codec.Packet, fid uint64, filter string) {
 	before := len(m.buf)
 	m.buf = appendRelayed(m.buf, p, fid, m.id, filter)
-	if m.ready {
+	if m.ready && !m.back {
 		n.Stats.RelayedMsgs.Add(1)
 		n.send(n.prefix+"n."+m.to, m.buf)
 		m.buf = m.buf[:0]

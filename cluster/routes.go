@@ -117,6 +117,7 @@ func (n *Node) startWriter() {
 
 func (n *Node) writer() {
 	defer n.wg.Done()
+	var stopped time.Time
 	for {
 		select {
 		case <-n.stop:
@@ -130,6 +131,9 @@ func (n *Node) writer() {
 		var put []*interest
 		var rev uint64
 		for _, op := range ops {
+			if n.leaving(&stopped, op) {
+				continue
+			}
 			r := n.write(op)
 			if op.in != nil {
 				put, rev = append(put, op.in), max(rev, r)
@@ -145,6 +149,28 @@ func (n *Node) writer() {
 		}
 	}
 }
+
+// leaving reports whether the writer, the node stopping, skips op: a
+// route's put (purgeOwn deletes the node's routes as it leaves), and any
+// write once
+// leaveWrites has passed since the stop was seen (*stopped): each waits for
+// its answer, and without a quorum (the cluster's last node to stop) a
+// long queue would hold the node for minutes. A delete skipped leaves a
+// stale key, which the node deletes at its next start (startWriter).
+func (n *Node) leaving(stopped *time.Time, op kvOp) bool {
+	if stopped.IsZero() {
+		select {
+		case <-n.stop:
+			*stopped = time.Now()
+		default:
+			return false
+		}
+	}
+	return (op.val != nil && !op.retained) || time.Since(*stopped) > leaveWrites
+}
+
+// leaveWrites bounds the route deletes a stopping node still writes.
+const leaveWrites = 2 * time.Second
 
 // write applies one route change, retrying while JetStream is unavailable
 // (a leader election); a route must not be lost. It returns a put's

@@ -281,6 +281,7 @@ func (n *Node) claim(id string, cleanStart bool, expiry uint32) byte {
 	var dead *replicated // the session's state left by a dead owner
 	deadNode := ""
 	var lastErr error
+	back := n.relayBack(id) // relay.go: it left this node earlier
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			select {
@@ -291,6 +292,7 @@ func (n *Node) claim(id string, cleanStart bool, expiry uint32) byte {
 		if ctx.Err() != nil {
 			n.log.Printf("cluster %s: session %q not claimed in %v: %v", n.cfg.Name, id, time.Since(start).Round(time.Millisecond), lastErr)
 			n.sess.claimsFailed.Add(1)
+			n.relayResume(back)
 			return codec.ServerUnavailable
 		}
 		// Each request bounded on its own: one sent while a stream elects
@@ -353,19 +355,21 @@ func (n *Node) claim(id string, cleanStart bool, expiry uint32) byte {
 		n.sess.revs.mu.Unlock()
 		break
 	}
-	n.relayBack(id) // relay.go: it left this node earlier
 	switch {
 	case state != nil && !cleanStart:
 		time.Sleep(time.Duration(n.installDelay.Load()))
 		if err := n.b.Install(id, state, nil, false); err != nil {
 			n.log.Printf("cluster %s: session %q handed over unreadable: %v", n.cfg.Name, id, err)
 		}
-		// The old node passes on what it kept for the session meanwhile.
-		_, _ = n.nc.Request(n.prefix+"take."+from, takeReq(takeDone, n.cfg.NodeName, id), 2*time.Second)
 	case dead != nil:
 		tctx, tcancel := context.WithTimeout(context.Background(), 3*time.Second)
 		n.takeDead(tctx, deadNode, dead, cleanStart)
 		tcancel()
+	}
+	n.relayHome(back, !cleanStart) // what came here for it since it left
+	if state != nil && !cleanStart {
+		// The old node passes on what it kept for the session meanwhile.
+		_, _ = n.nc.Request(n.prefix+"take."+from, takeReq(takeDone, n.cfg.NodeName, id), 2*time.Second)
 	}
 	return codec.Success
 }

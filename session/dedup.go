@@ -46,11 +46,33 @@ func (b *Broker) RecordIDs(id string, d time.Duration) bool {
 	}
 	until := time.Now().Add(d).UnixNano()
 	if s.fl != nil && s.fl.recent != nil {
-		s.fl.recent.until = max(s.fl.recent.until, until)
+		s.fl.recent.until = max(s.fl.recent.until, until) // its timer finds it later
 		return true
 	}
 	s.openRecentLocked(until, nil)
 	return true
+}
+
+// endRecentAt makes the broker's timers let s's window r go at its end,
+// rather than s's next delivery (which an idle session may never have).
+// Assumes s.mu.
+func (b *Broker) endRecentAt(s *Session, r *recentIDs) {
+	b.timers.add(timer{at: r.until, kind: timerDedup, s: s, ids: r})
+}
+
+// endRecent lets s's window r go once it has passed (RecordIDs may have
+// made it longer meanwhile: then at its new end). From Broker.Tick.
+func (b *Broker) endRecent(s *Session, r *recentIDs, now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fl == nil || s.fl.recent != r {
+		return // gone already, or another window since (with its own timer)
+	}
+	if now <= r.until && !s.ended {
+		b.endRecentAt(s, r)
+		return
+	}
+	s.fl.recent = nil
 }
 
 // recentLocked lists the ids s remembers. Assumes s.mu.
@@ -81,10 +103,14 @@ func (s *Session) openRecentLocked(until int64, ids []uint64) {
 		}
 	}
 	s.newFlows().recent = r
+	if s.b != nil { // nil: a bare Session of a unit test
+		s.b.endRecentAt(s, r)
+	}
 }
 
 // repeatedLocked reports whether the session took m already; past the
-// window the ids are let go. Assumes s.mu and s.fl.recent.
+// window the ids are let go (if the timer has not yet). Assumes s.mu and
+// s.fl.recent.
 func (s *Session) repeatedLocked(m *Message, now int64) bool {
 	r := s.fl.recent
 	if now > r.until {

@@ -131,3 +131,64 @@ func TestDedupWindowKeepsSharedAndOrdinaryCopies(t *testing.T) {
 		t.Fatalf("%d copies queued after the relayed one, want 2", got)
 	}
 }
+
+// A session's dedup window goes once it has passed, by the broker's timers
+// (Tick), without a delivery: an idle session installed from another node
+// does not keep its ids. A window RecordIDs made longer goes at its new
+// end.
+func TestDedupWindowFreedByTick(t *testing.T) {
+	from, to := benchBroker(), benchBroker()
+	c := connectClient(t, from, "s", codec.Version5, "t", 1)
+	c.s.mu.Lock()
+	c.s.expiry = 600 // persistent: handed over with its state
+	c.s.mu.Unlock()
+	local := func(s trie.Subscriber) bool { _, remote := s.(Remote); return !remote }
+	var r trie.Result
+	p := &codec.Packet{Type: codec.PUBLISH, QoS: 1, Topic: []byte("t"), Payload: []byte("x")}
+	from.RecordIDs("s", time.Minute)
+	from.RouteForwardedHeld(p, 42, "", &r, local, nil)
+	state, found := from.HandOver("s", true)
+	if !found || state == nil {
+		t.Fatal("no state handed over")
+	}
+	to.SetDedupWindow(time.Second)
+	if err := to.Install("s", state, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	window := func() *recentIDs {
+		s := to.registry.m.get("s")
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.fl == nil {
+			return nil
+		}
+		return s.fl.recent
+	}
+	w := window()
+	if w == nil {
+		t.Fatal("no dedup window after the install")
+	}
+	if _, ok := w.cur[42]; !ok {
+		t.Fatal("the window does not know the id handed over")
+	}
+	start := time.Now()
+	to.Tick(start.Add(500 * time.Millisecond))
+	if window() == nil {
+		t.Fatal("the window went before its end")
+	}
+	to.RecordIDs("s", time.Minute) // longer now
+	to.Tick(start.Add(2 * time.Second))
+	if window() == nil {
+		t.Fatal("a window made longer went at its first end")
+	}
+	to.Tick(start.Add(2 * time.Minute))
+	if window() != nil {
+		t.Fatal("the window of an idle session outlived its end")
+	}
+	to.timers.mu.Lock()
+	left := len(to.timers.h)
+	to.timers.mu.Unlock()
+	if left != 1 { // the session's expiry
+		t.Fatalf("%d timers left, want 1 (the session's expiry)", left)
+	}
+}

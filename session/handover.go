@@ -81,43 +81,22 @@ var errHandover = errors.New("session: malformed handover")
 // resume, the will is handled as for a local takeover by a clean start.
 // found reports whether this node held a session for id. Any goroutine.
 func (b *Broker) HandOver(id string, resume bool) (state []byte, found bool) {
-	pb := b.newBatch()
-	defer b.submit(pb)
-	r := &b.registry
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := r.m.get(id)
-	if s == nil {
-		return nil, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	keep := resume && s.expiry != 0 && !s.ended
-	if o := s.owner; o != nil {
+	found = b.endHere(id, func(s *Session) (withoutWill bool) {
+		keep := resume && s.expiry != 0 && !s.ended
 		if keep {
-			o.kickWithoutWill(codec.SessionTakenOver)
-		} else {
-			o.kick(codec.SessionTakenOver)
+			state = b.appendStateLocked(nil, s, nil, 0, 0, true)
 		}
-		s.owner = nil
-		s.online.Store(false)
-	}
-	if keep {
-		state = b.appendStateLocked(nil, s, nil, 0, 0, true)
-	}
-	s.replaced = true // cancels a delayed will here [MQTT-3.1.3-9]
-	s.timerGen++
-	b.endSessionLocked(s, pb)
-	return state, true
+		return keep
+	})
+	return state, found
 }
 
-// Drop ends id's session on this node because the cluster gave it to
-// another node meanwhile (a partition healed: the majority's registry
-// wins). Its connected client, if any, is disconnected (v5 DISCONNECT
-// 0x8E, session taken over) without its will: the node that took the
-// session has dealt with that will. It reports whether a session was held.
-// Any goroutine.
-func (b *Broker) Drop(id string) bool {
+// endHere ends id's session on this node for another node's sake: its
+// connected client, if any, is disconnected (v5 DISCONNECT 0x8E, session
+// taken over), without its will if before says so (before runs first,
+// under the registry's and the session's locks), and a delayed will is
+// cancelled here [MQTT-3.1.3-9]. It reports whether a session was held.
+func (b *Broker) endHere(id string, before func(s *Session) (withoutWill bool)) bool {
 	pb := b.newBatch()
 	defer b.submit(pb)
 	r := &b.registry
@@ -129,15 +108,30 @@ func (b *Broker) Drop(id string) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	withoutWill := before(s)
 	if o := s.owner; o != nil {
-		o.kickWithoutWill(codec.SessionTakenOver)
+		if withoutWill {
+			o.kickWithoutWill(codec.SessionTakenOver)
+		} else {
+			o.kick(codec.SessionTakenOver)
+		}
 		s.owner = nil
 		s.online.Store(false)
 	}
-	s.replaced = true // cancels a delayed will here
+	s.replaced = true
 	s.timerGen++
 	b.endSessionLocked(s, pb)
 	return true
+}
+
+// Drop ends id's session on this node because the cluster gave it to
+// another node meanwhile (a partition healed: the majority's registry
+// wins). Its connected client, if any, is disconnected (v5 DISCONNECT
+// 0x8E, session taken over) without its will: the node that took the
+// session has dealt with that will. It reports whether a session was held.
+// Any goroutine.
+func (b *Broker) Drop(id string) bool {
+	return b.endHere(id, func(*Session) bool { return true })
 }
 
 // SessionIDs lists the client ids of the sessions held here, connected or

@@ -6,8 +6,9 @@ import (
 )
 
 // timers holds the broker-wide deadlines that outlive a connection: session
-// expiry and delayed wills. They are few (one per disconnected persistent
-// session at most) and fire from Broker.Tick, so a mutex-guarded heap is
+// expiry, delayed wills, the end of a dedup window (dedup.go). They are few
+// (one per disconnected persistent session, or session that moved across a
+// cluster's nodes lately, at most) and fire from Broker.Tick, so a mutex-guarded heap is
 // enough; per-connection deadlines (keepalive) live in the loops' wheels.
 type timers struct {
 	mu sync.Mutex
@@ -19,6 +20,7 @@ type timerKind byte
 const (
 	timerExpiry timerKind = iota + 1 // end a disconnected session
 	timerWill                        // publish a delayed will
+	timerDedup                       // let a session's dedup window go
 )
 
 type timer struct {
@@ -27,6 +29,7 @@ type timer struct {
 	s    *Session
 	gen  uint32 // s.timerGen when scheduled; a newer generation cancels it
 	will *will
+	ids  *recentIDs // timerDedup: the window it ends (a newer one cancels it)
 }
 
 type timerHeap []timer
@@ -69,6 +72,8 @@ func (t *timers) fire(now int64, b *Broker) {
 			b.expireSession(tm.s, tm.gen)
 		case timerWill:
 			b.fireDelayedWill(tm.s, tm.gen, tm.will)
+		case timerDedup:
+			b.endRecent(tm.s, tm.ids, now)
 		}
 	}
 }
