@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,12 +93,16 @@ func startCluster(t testing.TB, n int) []*testNode {
 // startClusterWith is startCluster with the brokers' options changed by opts.
 func startClusterWith(t testing.TB, n int, opts func(*session.Options)) []*testNode {
 	t.Helper()
-	routes := freePorts(t, n)
-	nodes := make([]*testNode, n)
-	for i := range nodes {
-		nodes[i] = &testNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], store: t.TempDir(), opts: opts, peers: routes}
+	for attempt := 1; ; attempt++ {
+		routes := freePorts(t, n)
+		nodes := make([]*testNode, n)
+		for i := range nodes {
+			nodes[i] = &testNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], store: t.TempDir(), opts: opts, peers: routes}
+		}
+		if nodes, ok := tryLaunch(t, nodes, attempt < 3); ok {
+			return nodes
+		}
 	}
-	return launch(t, nodes)
 }
 
 // startClusterLinked starts n nodes whose routes to each other pass
@@ -123,6 +128,17 @@ func startClusterLinkedWith(t testing.TB, n int, opts func(*session.Options), ea
 			}
 		}
 	}
+	for attempt := 1; ; attempt++ {
+		if nodes, ok := tryLaunch(t, linkedNodes(t, l, opts, each), attempt < 3); ok {
+			return nodes, l
+		}
+	}
+}
+
+// linkedNodes makes the nodes of startClusterLinkedWith on fresh route
+// ports, their links' proxies pointed at them.
+func linkedNodes(t testing.TB, l links, opts func(*session.Options), each func(*testNode)) []*testNode {
+	n := len(l)
 	routes := freePorts(t, n)
 	nodes := make([]*testNode, n)
 	for i := range nodes {
@@ -142,13 +158,17 @@ func startClusterLinkedWith(t testing.TB, n int, opts func(*session.Options), ea
 			each(nodes[i])
 		}
 	}
-	return launch(t, nodes), l
+	return nodes
 }
 
 // closedPort is a loopback address nothing listens on.
 func closedPort(t testing.TB) string { return freePorts(t, 1)[0] }
 
-func launch(t testing.TB, nodes []*testNode) []*testNode {
+// tryLaunch starts the nodes. A route port that freePorts handed out can be
+// taken by another process before its node listens on it (an outgoing
+// connection's port: the packages' tests run side by side); with retry,
+// the nodes are then stopped and false returned, for fresh ports.
+func tryLaunch(t testing.TB, nodes []*testNode, retry bool) ([]*testNode, bool) {
 	t.Helper()
 	n := len(nodes)
 	var wg sync.WaitGroup
@@ -158,6 +178,15 @@ func launch(t testing.TB, nodes []*testNode) []*testNode {
 		go func() { defer wg.Done(); errs[i] = tn.start(tn.peers) }()
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if err != nil && retry && strings.Contains(err.Error(), "NATS server not ready") {
+			t.Logf("node %s: %v: starting the cluster again on other ports", nodes[i].name, err)
+			for _, tn := range nodes {
+				tn.stop(t)
+			}
+			return nil, false
+		}
+	}
 	for _, tn := range nodes {
 		t.Cleanup(func() { tn.stop(t) })
 	}
@@ -177,7 +206,7 @@ func launch(t testing.TB, nodes []*testNode) []*testNode {
 		}
 		return true
 	})
-	return nodes
+	return nodes, true
 }
 
 func (tn *testNode) start(peers []string) error {
