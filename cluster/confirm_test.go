@@ -196,3 +196,41 @@ func TestClusterQuorumAckVoidMixed(t *testing.T) {
 	}
 	t.Logf("publisher: %v", err)
 }
+
+// TestClusterQuorumAckDropped: a forwarded batch that n2's NATS client
+// drops (a slow consumer: its pending bytes over the limit, as a large
+// batch behind a backlog makes them) never reached n2's session, though
+// the 9-byte "K" after it does. n2 must not confirm it: the PUBACK would
+// acknowledge a message no node has [MQTT-4.3.2-2].
+func TestClusterQuorumAckDropped(t *testing.T) {
+	nodes, _ := startClusterLinkedWith(t, 3, nil, func(tn *testNode) {
+		tn.persist, tn.db = true, t.TempDir()
+	})
+	n1, n2 := nodes[0], nodes[1]
+	sub, _ := connectSession(t, n2.addr, "qd-sub", true, 600)
+	subscribe(t, sub, nil, codec.Subscription{Filter: []byte("qd/#"), QoS: 1})
+	if err := sub.Disconnect(codec.Success, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := connectWith(t, client.Options{Addr: n1.addr, ClientID: "qd-pub", Version: codec.Version5, CleanStart: true})
+	waitFor(t, 20*time.Second, "a message forwarded to n2 with a confirmation", func() bool {
+		publish(t, pub, &client.Message{Topic: []byte("qd/m"), Payload: []byte("warm"), QoS: 1})
+		return n1.node.conf.asked.Load() > 0
+	})
+
+	fwd := n2.node.fwdSub.Load()
+	if err := fwd.SetPendingLimits(-1, 512); err != nil { // a batch of more is dropped, a "K" is not
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*confirmTimeout)
+	defer cancel()
+	err := pub.Publish(ctx, &client.Message{Topic: []byte("qd/m"), Payload: make([]byte, 2048), QoS: 1})
+	dropped, _ := fwd.Dropped()
+	if err == nil {
+		t.Fatalf("PUBACK for a message n2 dropped (%d dropped by n2's subscription)", dropped)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("neither a PUBACK nor a disconnection within %v: %v", 3*confirmTimeout, err)
+	}
+	t.Logf("publisher: %v (%d dropped by n2)", err, dropped)
+}
