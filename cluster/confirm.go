@@ -111,6 +111,7 @@ type confirmAsk struct {
 	to             string
 	num            uint64
 	seq, ord, open uint64
+	lost           bool // forwards dropped before it (a slow consumer): void
 }
 
 // Confirm implements session.Remote.
@@ -223,12 +224,21 @@ func (n *Node) confirmAsked(h *holdback, data []byte) {
 		open = ord + 1 // nothing forwarded since its last request
 	}
 	h.open = 0
+	// Core NATS may drop a batch (this node's subscription over its
+	// pending limit) and still pass the small "K" after it: whatever was
+	// dropped since the sender's last request may have been its.
+	var lost bool
+	if sub := n.fwdSub.Load(); sub != nil {
+		if d, err := sub.Dropped(); err == nil {
+			lost, h.dropped = d != h.dropped, d
+		}
+	}
 	seq, _ := n.b.StoreProgress()
 	if h.answer == "" {
 		h.answer = n.confirmSubject(h.reply)
 	}
 	n.conf.mu.Lock()
-	n.conf.asks = append(n.conf.asks, confirmAsk{to: h.answer, num: binary.BigEndian.Uint64(data[1:]), seq: seq, ord: ord, open: open})
+	n.conf.asks = append(n.conf.asks, confirmAsk{to: h.answer, num: binary.BigEndian.Uint64(data[1:]), seq: seq, ord: ord, open: open, lost: lost})
 	n.conf.mu.Unlock()
 	n.kickConfirms()
 }
@@ -268,7 +278,7 @@ func (n *Node) confirmLoop() {
 		for _, a := range due {
 			var b [9]byte
 			binary.BigEndian.PutUint64(b[:], a.num)
-			if void >= a.open {
+			if void >= a.open || a.lost {
 				b[8] = confirmVoid
 			}
 			_ = n.nc.Publish(a.to, b[:])
