@@ -97,6 +97,11 @@ type confirms struct {
 type confirmWait struct {
 	node string
 	at   time.Time
+	// hi: the last number handed out when the request was sent (0: not
+	// yet, its loop turn is under way). Every ack that waits for this
+	// confirmation waits for a number up to hi (the highest of its
+	// numbers), so a void covers up to hi.
+	hi uint64
 }
 
 // confirmAsk is another node's request, answered once the store is durable
@@ -106,6 +111,7 @@ type confirmAsk struct {
 	to             string
 	num            uint64
 	seq, ord, open uint64
+	lost           bool // forwards dropped before it (a slow consumer): void
 }
 
 // Confirm implements session.Remote.
@@ -127,6 +133,13 @@ func (n *Node) askConfirm(subject string, k uint64) {
 	var b [9]byte
 	b[0] = kindConfirm
 	binary.BigEndian.PutUint64(b[1:], k)
+	hi := n.nums.issued() // after the turn's deliveries: every number its acks wait for
+	n.conf.mu.Lock()
+	if w, ok := n.conf.waiting[k]; ok {
+		w.hi = hi
+		n.conf.waiting[k] = w
+	}
+	n.conf.mu.Unlock()
 	_ = n.nc.PublishRequest(subject, n.holdSub, b[:])
 }
 
@@ -144,7 +157,7 @@ func (n *Node) confirmAnswered(msg *nats.Msg) {
 // settleConfirm completes confirmation k (void: its acks are never sent).
 func (n *Node) settleConfirm(k uint64, ok bool) {
 	n.conf.mu.Lock()
-	_, asked := n.conf.waiting[k]
+	w, asked := n.conf.waiting[k]
 	delete(n.conf.waiting, k)
 	n.conf.mu.Unlock()
 	if !asked {
@@ -152,7 +165,10 @@ func (n *Node) settleConfirm(k uint64, ok bool) {
 	}
 	if !ok {
 		n.conf.voided.Add(1)
-		n.b.VoidReplicated(k) // before the number counts as complete
+		// An ack waits for the highest of its numbers: one that waits for
+		// k too may wait for a higher one (another node's, a write of its
+		// own); void them all, before k counts as complete.
+		n.b.VoidReplicated(max(k, w.hi))
 	}
 	n.b.Replicated(n.nums.complete(k))
 }
@@ -179,6 +195,9 @@ func (n *Node) sweepConfirms(now time.Time) {
 	var from string
 	n.conf.mu.Lock()
 	for k, w := range n.conf.waiting {
+		if w.hi == 0 {
+			continue // its turn is under way: voided once sent
+		}
 		if alive, known := asked[w.node]; (known && !alive) || now.Sub(w.at) > confirmTimeout {
 			late, from = append(late, k), w.node
 		}
@@ -205,12 +224,21 @@ func (n *Node) confirmAsked(h *holdback, data []byte) {
 		open = ord + 1 // nothing forwarded since its last request
 	}
 	h.open = 0
+	// Core NATS may drop a batch (this node's subscription over its
+	// pending limit) and still pass the small "K" after it: whatever was
+	// dropped since the sender's last request may have been its.
+	var lost bool
+	if sub := n.fwdSub.Load(); sub != nil {
+		if d, err := sub.Dropped(); err == nil {
+			lost, h.dropped = d != h.dropped, d
+		}
+	}
 	seq, _ := n.b.StoreProgress()
 	if h.answer == "" {
 		h.answer = n.confirmSubject(h.reply)
 	}
 	n.conf.mu.Lock()
-	n.conf.asks = append(n.conf.asks, confirmAsk{to: h.answer, num: binary.BigEndian.Uint64(data[1:]), seq: seq, ord: ord, open: open})
+	n.conf.asks = append(n.conf.asks, confirmAsk{to: h.answer, num: binary.BigEndian.Uint64(data[1:]), seq: seq, ord: ord, open: open, lost: lost})
 	n.conf.mu.Unlock()
 	n.kickConfirms()
 }
@@ -250,7 +278,7 @@ func (n *Node) confirmLoop() {
 		for _, a := range due {
 			var b [9]byte
 			binary.BigEndian.PutUint64(b[:], a.num)
-			if void >= a.open {
+			if void >= a.open || a.lost {
 				b[8] = confirmVoid
 			}
 			_ = n.nc.Publish(a.to, b[:])

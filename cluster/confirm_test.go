@@ -154,3 +154,83 @@ func testQuorumAckForwarded(t *testing.T, reset bool) {
 		t.Fatalf("message %d: %q, want the one published during the cut", before, g.payload)
 	}
 }
+
+// TestClusterQuorumAckVoidMixed: a QoS 1 message forwarded to n2 (cut off)
+// and queued for an offline session on n1 itself waits for two numbers: n2's
+// confirmation (handed out first: n2's route is a literal filter, matched
+// before n1's wildcard) and n1's own replicated write. n2 never confirms,
+// so the PUBACK must never come: n1 voids the confirmation and the
+// publisher is disconnected, to publish again [MQTT-4.3.2-2][MQTT-4.4.0-1].
+func TestClusterQuorumAckVoidMixed(t *testing.T) {
+	nodes, l := startClusterLinkedWith(t, 3, nil, func(tn *testNode) {
+		tn.persist, tn.db = true, t.TempDir()
+		tn.cfg = func(c *Config) { c.DeadAfter = 60 * time.Second } // only the confirmation's timeout voids
+	})
+	n1, n2 := nodes[0], nodes[1]
+	for _, s := range []struct {
+		addr, id, filter string
+	}{{n2.addr, "qv-remote", "qv/m"}, {n1.addr, "qv-local", "qv/#"}} {
+		c, _ := connectSession(t, s.addr, s.id, true, 600)
+		subscribe(t, c, nil, codec.Subscription{Filter: []byte(s.filter), QoS: 1})
+		if err := c.Disconnect(codec.Success, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, _ := connectWith(t, client.Options{Addr: n1.addr, ClientID: "qv-pub", Version: codec.Version5, CleanStart: true})
+	// The cluster whole: acknowledged once n2 confirmed.
+	waitFor(t, 20*time.Second, "a message forwarded to n2 with a confirmation", func() bool {
+		publish(t, pub, &client.Message{Topic: []byte("qv/m"), Payload: []byte("warm"), QoS: 1})
+		return n1.node.conf.asked.Load() > 0
+	})
+
+	l.cut(1)
+	defer l.heal(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*confirmTimeout)
+	defer cancel()
+	err := pub.Publish(ctx, &client.Message{Topic: []byte("qv/m"), Payload: []byte("cut"), QoS: 1})
+	if err == nil {
+		t.Fatalf("PUBACK for a message n2 never confirmed (confirmations voided: %d)", n1.node.conf.voided.Load())
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("neither a PUBACK nor a disconnection within %v: %v", 3*confirmTimeout, err)
+	}
+	t.Logf("publisher: %v", err)
+}
+
+// TestClusterQuorumAckDropped: a forwarded batch that n2's NATS client
+// drops (a slow consumer: its pending bytes over the limit, as a large
+// batch behind a backlog makes them) never reached n2's session, though
+// the 9-byte "K" after it does. n2 must not confirm it: the PUBACK would
+// acknowledge a message no node has [MQTT-4.3.2-2].
+func TestClusterQuorumAckDropped(t *testing.T) {
+	nodes, _ := startClusterLinkedWith(t, 3, nil, func(tn *testNode) {
+		tn.persist, tn.db = true, t.TempDir()
+	})
+	n1, n2 := nodes[0], nodes[1]
+	sub, _ := connectSession(t, n2.addr, "qd-sub", true, 600)
+	subscribe(t, sub, nil, codec.Subscription{Filter: []byte("qd/#"), QoS: 1})
+	if err := sub.Disconnect(codec.Success, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := connectWith(t, client.Options{Addr: n1.addr, ClientID: "qd-pub", Version: codec.Version5, CleanStart: true})
+	waitFor(t, 20*time.Second, "a message forwarded to n2 with a confirmation", func() bool {
+		publish(t, pub, &client.Message{Topic: []byte("qd/m"), Payload: []byte("warm"), QoS: 1})
+		return n1.node.conf.asked.Load() > 0
+	})
+
+	fwd := n2.node.fwdSub.Load()
+	if err := fwd.SetPendingLimits(-1, 512); err != nil { // a batch of more is dropped, a "K" is not
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*confirmTimeout)
+	defer cancel()
+	err := pub.Publish(ctx, &client.Message{Topic: []byte("qd/m"), Payload: make([]byte, 2048), QoS: 1})
+	dropped, _ := fwd.Dropped()
+	if err == nil {
+		t.Fatalf("PUBACK for a message n2 dropped (%d dropped by n2's subscription)", dropped)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("neither a PUBACK nor a disconnection within %v: %v", 3*confirmTimeout, err)
+	}
+	t.Logf("publisher: %v (%d dropped by n2)", err, dropped)
+}

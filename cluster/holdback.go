@@ -59,8 +59,9 @@ type holdback struct {
 	done   chan struct{}
 	// confirm.go: the first state write (ord) since the sender's last
 	// request for a confirmation (0: none), and where to answer it
-	open   uint64
-	answer string
+	open    uint64
+	answer  string
+	dropped int // the subscription's dropped count at its last request
 }
 
 func (n *Node) holdSubject() string { return n.prefix + "hold." + n.cfg.NodeName }
