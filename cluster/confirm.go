@@ -26,6 +26,11 @@ import (
 // above, never a wait for another node: no two nodes can wait on each
 // other).
 //
+// A node asks only the nodes whose heartbeat says they answer ("up K"): an
+// older node, in a rolling upgrade, is not asked, and what is forwarded to
+// it is acknowledged as before. A node without persistence_sync always
+// answers without waiting for its own store's sync.
+//
 // An answer that does not come within confirmTimeout, or a node that dies
 // first, voids the number (Broker.VoidReplicated): the publishers whose
 // acks waited for it are disconnected (v5 0x89) and send those messages
@@ -117,8 +122,8 @@ type confirmAsk struct {
 // Confirm implements session.Remote.
 func (p *peer) Confirm() uint64 {
 	n := p.n
-	if !n.cfg.QuorumAcks {
-		return 0
+	if !n.cfg.QuorumAcks || !p.confirms.Load() {
+		return 0 // an older node (a rolling upgrade): its forwards are not confirmed
 	}
 	k := n.nums.next()
 	n.conf.mu.Lock()
@@ -233,7 +238,10 @@ func (n *Node) confirmAsked(h *holdback, data []byte) {
 			lost, h.dropped = d != h.dropped, d
 		}
 	}
-	seq, _ := n.b.StoreProgress()
+	var seq uint64 // with persistence_sync always, what is stored so far must be synced
+	if n.cfg.QuorumAcks {
+		seq, _ = n.b.StoreProgress()
+	}
 	if h.answer == "" {
 		h.answer = n.confirmSubject(h.reply)
 	}

@@ -234,3 +234,48 @@ func TestClusterQuorumAckDropped(t *testing.T) {
 	}
 	t.Logf("publisher: %v (%d dropped by n2)", err, dropped)
 }
+
+// TestClusterQuorumAckForwardedWaits: the node that holds the offline
+// session confirms a forwarded message only once its replicated copy is
+// written: with n2's state writer held, n1 gives no PUBACK; once it goes
+// on, the PUBACK comes [MQTT-4.3.2-2].
+func TestClusterQuorumAckForwardedWaits(t *testing.T) {
+	nodes := startClusterWithEach(t, 3, nil, func(tn *testNode) { tn.persist, tn.db = true, t.TempDir() })
+	n1, n2 := nodes[0], nodes[1]
+
+	sub, _ := connectSession(t, n2.addr, "qw-sub", true, 600)
+	subscribe(t, sub, nil, codec.Subscription{Filter: []byte("qw/#"), QoS: 1})
+	if err := sub.Disconnect(codec.Success, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the offline session's state written on n2", func() bool {
+		return n2.b.Stats.ClientsConnected.Load() == 0 && n2.node.state.unwritten.Load() == 0
+	})
+	pub, _ := connectWith(t, client.Options{Addr: n1.addr, ClientID: "qw-pub", Version: codec.Version5, CleanStart: true, MaxInflight: 10})
+	publish(t, pub, &client.Message{Topic: []byte("qw/m"), Payload: []byte("open"), QoS: 1})
+
+	gate := make(chan struct{})
+	n2.node.state.gate.Store(&gate)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		done <- pub.Publish(ctx, &client.Message{Topic: []byte("qw/m"), Payload: []byte("held"), QoS: 1})
+	}()
+	waitFor(t, 10*time.Second, "n2 to queue the message for replication", func() bool { return n2.node.state.unwritten.Load() > 0 })
+	select {
+	case err := <-done:
+		t.Fatalf("PUBACK (err %v) before n2 wrote the message's replicated copy", err)
+	case <-time.After(2 * time.Second):
+	}
+	n2.node.state.gate.Store(nil)
+	close(gate)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no PUBACK once n2 wrote the copy")
+	}
+}

@@ -93,11 +93,21 @@ func startCluster(t testing.TB, n int) []*testNode {
 // startClusterWith is startCluster with the brokers' options changed by opts.
 func startClusterWith(t testing.TB, n int, opts func(*session.Options)) []*testNode {
 	t.Helper()
+	return startClusterWithEach(t, n, opts, nil)
+}
+
+// startClusterWithEach is startClusterWith with each node changed by each
+// (nil: none) before it starts.
+func startClusterWithEach(t testing.TB, n int, opts func(*session.Options), each func(*testNode)) []*testNode {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		routes := freePorts(t, n)
 		nodes := make([]*testNode, n)
 		for i := range nodes {
 			nodes[i] = &testNode{name: fmt.Sprintf("n%d", i+1), route: routes[i], store: t.TempDir(), opts: opts, peers: routes}
+			if each != nil {
+				each(nodes[i])
+			}
 		}
 		if nodes, ok := tryLaunch(t, nodes, attempt < 3); ok {
 			return nodes

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"time"
@@ -15,6 +16,10 @@ import (
 // forwarded to it any more). A node that stops says "bye" so the others drop
 // it at once. The live node with the lowest name then deletes the dead
 // node's route keys (each only if not rewritten since).
+
+// heartbeatUp is a live node's heartbeat. "K": it answers requests for
+// confirmations (confirm.go); an older node says "up" and is not asked.
+var heartbeatUp = []byte("up K")
 
 // heard takes a heartbeat or a goodbye. Runs on the subscription's goroutine.
 func (n *Node) heard(msg *nats.Msg) {
@@ -35,6 +40,7 @@ func (n *Node) heard(msg *nats.Msg) {
 		return
 	}
 	p.seen = time.Now()
+	p.confirms.Store(bytes.Equal(msg.Data, heartbeatUp))
 	n.setAliveLocked(p, true, "")
 }
 
@@ -67,7 +73,7 @@ func (n *Node) liveness() {
 	hb := n.prefix + "hb." + n.cfg.NodeName
 	var rewritten int64
 	for {
-		_ = n.nc.Publish(hb, []byte("up"))
+		_ = n.nc.Publish(hb, heartbeatUp)
 		select {
 		case <-n.stop:
 			return

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -264,6 +265,9 @@ type peer struct {
 	revs    map[string]uint64 // key → revision, for a purge that cannot remove a newer write
 	removed time.Time
 	hold    session.RemoteHold // it asks this node's publishers to wait (holdback.go)
+	// confirms: it answers requests for confirmations (its heartbeat says
+	// so); an older node is not asked (confirm.go)
+	confirms atomic.Bool
 }
 
 type route struct {

@@ -90,6 +90,8 @@ type stateWriter struct {
 	// never to be), and ordVoid: those up to it may not count (never
 	// made, or a cut gave their sessions to another node).
 	ordQueued, ordStored, ordVoid atomic.Uint64
+	// gate, set by tests, holds the writer until it is closed.
+	gate atomic.Pointer[chan struct{}]
 	ready                         chan struct{}
 	stream                        jetstream.Stream
 	held                          map[string]bool // client ids with replicated state (guarded by mu)
@@ -228,6 +230,13 @@ func (n *Node) stateLoop() {
 		case <-n.stop:
 			return
 		case <-w.ready:
+		}
+		if g := w.gate.Load(); g != nil {
+			select {
+			case <-n.stop:
+				return
+			case <-*g:
+			}
 		}
 		w.mu.Lock()
 		ops := w.ops

@@ -196,8 +196,8 @@ type Broker struct {
 	// takes each forward id once (dedup.go); 0: never.
 	dedupWindow atomic.Int64
 
-	extraStats  []func() []Stat // cluster.go
-	durableHook func()          // persist.go: SetDurableHook
+	extraStats  []func() []Stat        // cluster.go
+	durableHook atomic.Pointer[func()] // persist.go: SetDurableHook
 
 	// Queue lengths past which a publisher is slowed (see Session.deliver).
 	softQueue int

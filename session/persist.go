@@ -398,16 +398,16 @@ func (b *Broker) submit(pb *store.Batch) uint64 {
 // it (SetDurableHook). Any goroutine.
 func (b *Broker) Durable(uint64) {
 	b.wakeAckWaiters()
-	if f := b.durableHook; f != nil {
-		f()
+	if f := b.durableHook.Load(); f != nil {
+		(*f)()
 	}
 }
 
 // SetDurableHook has f called (from any goroutine; it must not block)
 // each time more of the store's changes are durable: a cluster node that
 // confirms what another node forwarded waits for that. Call it before the
-// listeners open.
-func (b *Broker) SetDurableHook(f func()) { b.durableHook = f }
+// listeners open (the store may be committing already).
+func (b *Broker) SetDurableHook(f func()) { b.durableHook.Store(&f) }
 
 // StoreProgress reports the number of the last batch of changes handed to
 // the store and the number up to which they are durable (0, 0: no store).
