@@ -45,6 +45,9 @@ func testQuorumAckKill(t *testing.T, session, adopter int) {
 	for _, p := range ps {
 		p.wait(t)
 	}
+	for _, p := range ps { // every node hears the others: the adopter must see the death
+		p.logLine(t, `2 peers up`, 30*time.Second)
+	}
 
 	sess := pahoClient(t, ps[session].addr, "keeper", false, nil)
 	waitToken(t, sess.Subscribe("kq/#", 1, nil), "subscribe")

@@ -91,11 +91,11 @@ type stateWriter struct {
 	// made, or a cut gave their sessions to another node).
 	ordQueued, ordStored, ordVoid atomic.Uint64
 	// gate, set by tests, holds the writer until it is closed.
-	gate atomic.Pointer[chan struct{}]
-	ready                         chan struct{}
-	stream                        jetstream.Stream
-	held                          map[string]bool // client ids with replicated state (guarded by mu)
-	on                            atomic.Bool     // bound and writing: a dead node's sessions can be taken
+	gate   atomic.Pointer[chan struct{}]
+	ready  chan struct{}
+	stream jetstream.Stream
+	held   map[string]bool // client ids with replicated state (guarded by mu)
+	on     atomic.Bool     // bound and writing: a dead node's sessions can be taken
 	// unwritten counts the changes queued and not yet through the writer:
 	// while it is not 0, what the majority would take over if this node
 	// were cut off now is behind (JetStream not answering, e.g. right
