@@ -186,10 +186,13 @@ func TestClusterQuorumAckTakenOver(t *testing.T) {
 	}
 
 	// Published again, on the node that holds the session now. Until n1
-	// has checked its sessions against the registry (milliseconds after
-	// the heal), its stale copy of the session still takes forwards, and
-	// n1 answers a confirmation of what it queued there void: the owner
-	// then disconnects this publisher too (0x89), and it publishes again.
+	// has checked its sessions against the registry (100-200 ms after the
+	// heal), its stale copy of the session still takes forwards, and n1
+	// answers a confirmation of what it queued there void: the owner then
+	// disconnects this publisher too (0x89), and it publishes again.
+	waitFor(t, 30*time.Second, "n1 to check its sessions against the registry", func() bool {
+		return strings.Contains(n1.logs.String(), "against the registry after the partition")
+	})
 	for attempt := 1; ; attempt++ {
 		pub2, _ := connectRetry(t, client.Options{Addr: owner.addr, ClientID: "qt-pub", Version: codec.Version5, CleanStart: true, MaxInflight: 100})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
