@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -311,7 +312,8 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 			}
 			futures = append(futures, f)
 		}
-		ok = append(ok[:0], make([]bool, len(round))...)
+		ok = slices.Grow(ok[:0], len(round))[:len(round)]
+		clear(ok)
 		stored := 0
 		for k, f := range futures {
 			select {
