@@ -63,6 +63,9 @@ type Config struct {
 
 	// natsOpts, set by tests, changes the embedded server's options.
 	natsOpts func(*server.Options)
+	// stateBatchMax, set by tests, bounds a coalesced state write
+	// (0: stateBatchMax, coalesce.go).
+	stateBatchMax int
 }
 
 // Stats are the node's cluster counters ($SYS/broker/cluster/..., /metrics).

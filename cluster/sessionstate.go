@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,9 @@ import (
 //	                               of its connection) and, offline, its queue
 //	'M' record                     one message queued for the session while
 //	                               it is offline (a store.Queued record)
+//	'N' (uvarint(len) record)...   several, in order: the 'M' writes of one
+//	                               round of the writer on one subject,
+//	                               coalesced (coalesce.go)
 //
 // A snapshot replaces everything before it on its subject (purged up to its
 // sequence). Snapshots are written when a persistent session or a client
@@ -275,46 +279,67 @@ func (n *Node) stateLoop() {
 }
 
 // writeQueued publishes the queued messages ops, asynchronously and in
-// order (stateMaxInflight at a time), and waits until each is stored on a
-// quorum. Those that fail or get no answer (JetStream without a quorum)
-// are published again, in order, after a pause, until they are stored;
-// false: the node stops first. After each round the broker hears
-// (Replicated) up to which number everything is stored.
+// order (stateMaxInflight at a time, those of a round on one subject
+// coalesced: coalesce.go), and waits until each is stored on a quorum.
+// Those that fail or get no answer (JetStream without a quorum) are
+// published again, in order, after a pause, until they are stored; false:
+// the node stops first. After each round the broker hears (Replicated) up
+// to which number everything is stored.
 func (n *Node) writeQueued(ops []stateOp) bool {
 	w := &n.state
+	limit := min(n.max, stateBatchMax)
+	if n.cfg.stateBatchMax > 0 {
+		limit = n.cfg.stateBatchMax
+	}
 	var futures []jetstream.PubAckFuture
 	var again []stateOp
+	var batches []stateBatch
+	var ok []bool // by write of the round: stored
+	open := map[string]int{}
 	var failing time.Time
 	pause := 100 * time.Millisecond
 	for len(ops) > 0 {
 		round := ops[:min(len(ops), stateMaxInflight)]
+		batches = coalesce(round, limit, batches, open)
 		start := time.Now()
 		futures = futures[:0]
 		var err error
-		for i := range round {
-			f, perr := n.stateJS.PublishAsync(round[i].subject, round[i].data)
+		for i := range batches {
+			f, perr := n.stateJS.PublishAsync(batches[i].subject, batches[i].data)
 			if perr != nil {
 				err = perr
 				break // the rest in the next round, in order
 			}
 			futures = append(futures, f)
 		}
-		again = again[:0]
+		ok = slices.Grow(ok[:0], len(round))[:len(round)]
+		clear(ok)
 		stored := 0
-		left := len(futures) // the first write not stored
-		for i, f := range futures {
+		for k, f := range futures {
 			select {
 			case <-f.Ok():
-				stored += len(round[i].data)
+				// Every write of a coalesced message is stored with it.
+				for _, i := range batches[k].ops {
+					ok[i] = true
+					stored += len(round[i].data)
+				}
 			case e := <-f.Err():
 				err = e
-				again = append(again, round[i])
-				left = min(left, i)
 			case <-n.stop:
 				return false
 			}
 		}
-		again = append(again, round[len(futures):]...)
+		for k := range batches {
+			batches[k].data = nil // the publisher is done with it
+		}
+		again = again[:0]
+		left := len(round) // the first write not stored
+		for i := range round {
+			if !ok[i] {
+				again = append(again, round[i])
+				left = min(left, i)
+			}
+		}
 		// A write that had to wait for a quorum, or made around a cut, may
 		// be for a session the majority took meanwhile (stored, but not
 		// where its new owner reads): the sessions are checked first. The
@@ -333,13 +358,8 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 		// which number all have (numbering: the other nodes' confirmations
 		// count too).
 		var low uint64
-		done := 0
-		for i := range round[:len(futures)] {
-			if done < len(again) && again[done].ord == round[i].ord {
-				done++
-				continue
-			}
-			if round[i].num != 0 {
+		for i := range round {
+			if ok[i] && round[i].num != 0 {
 				low = n.nums.complete(round[i].num)
 			}
 		}
@@ -383,7 +403,7 @@ func (n *Node) checkOwners(round, again []stateOp) bool {
 	seen := map[string]bool{}
 	left := 0
 	for i := range round {
-		if left < len(again) && again[left].num == round[i].num && again[left].subject == round[i].subject {
+		if left < len(again) && again[left].ord == round[i].ord { // again: those not stored, in order
 			left++
 			continue
 		}
@@ -506,6 +526,10 @@ func (n *Node) readState(ctx context.Context, filter string) (map[string]*replic
 			r.extra = nil
 		case len(d) > 0 && d[0] == 'M' && r.state != nil:
 			r.extra = append(r.extra, d[1:])
+		case len(d) > 0 && d[0] == 'N' && r.state != nil:
+			if r.extra, err = appendCoalesced(r.extra, d[1:]); err != nil {
+				n.log.Printf("cluster %s: %s, sequence %d: %v (skipped)", n.cfg.Name, m.Subject, m.Sequence, err)
+			}
 		}
 	}
 }
