@@ -78,6 +78,21 @@ func coalesce(round []stateOp, limit int, into []stateBatch, open map[string]int
 	return into
 }
 
+// peersReadCoalesced reports whether every live node reads 'N': their
+// heartbeat says "up K" (liveness.go), a release that does. An older node
+// in a rolling upgrade would skip coalesced writes if it took this node's
+// sessions over; while one is up, each write stays an 'M'.
+func (n *Node) peersReadCoalesced() bool {
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	for _, p := range n.peers {
+		if p.alive && !p.confirms.Load() {
+			return false
+		}
+	}
+	return true
+}
+
 func uvarintLen(v uint64) int {
 	n := 1
 	for ; v >= 0x80; v >>= 7 {

@@ -300,7 +300,11 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 	pause := 100 * time.Millisecond
 	for len(ops) > 0 {
 		round := ops[:min(len(ops), stateMaxInflight)]
-		batches = coalesce(round, limit, batches, open)
+		lim := limit
+		if !n.peersReadCoalesced() {
+			lim = 0 // each write its own 'M'
+		}
+		batches = coalesce(round, lim, batches, open)
 		start := time.Now()
 		futures = futures[:0]
 		var err error
