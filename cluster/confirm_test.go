@@ -76,33 +76,7 @@ func testQuorumAckForwarded(t *testing.T, reset bool) {
 
 	// The cluster whole: acks come, in order, each once n2 confirmed.
 	const before = 50
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	acked := make(chan int, before)
-	for i := range before {
-		if err := pub.PublishAsync(ctx, &client.Message{Topic: []byte("qf/m"), Payload: []byte(fmt.Sprint(i)), QoS: 1},
-			func(err error) {
-				if err != nil {
-					t.Errorf("publish %d: %v", i, err)
-				}
-				acked <- i
-			}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for want := range before {
-		select {
-		case i := <-acked:
-			if i != want {
-				t.Fatalf("PUBACK for message %d, want %d (out of order)", i, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%d of %d PUBACKs with the cluster whole", want, before)
-		}
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	publishInOrder(t, pub, "qf/m", before)
 	if a := n1.node.conf.asked.Load(); a == 0 {
 		t.Fatal("n1 asked n2 for no confirmation")
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,30 +20,8 @@ import (
 func TestClusterMoveBack(t *testing.T) {
 	nodes := startCluster(t, 3)
 	const id, topic = "back-mover", "mb"
-	var got sync.Map // payload → struct{}
-	var received atomic.Int64
-	var copies dupCount
-	open := func(addr string, clean bool) *client.Client {
-		o := client.Options{Addr: addr, ClientID: id, Version: codec.Version5, CleanStart: clean, MaxInflight: 100}
-		o.Props.SessionExpiry = 600
-		o.Props.Set(codec.PropSessionExpiry)
-		c := client.New(o)
-		c.OnMessage = func(m *client.Message) {
-			got.Store(string(m.Payload), struct{}{})
-			received.Add(1)
-			copies.add(m)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := c.Connect(ctx); err != nil {
-			t.Fatalf("connect %s to %s: %v", id, addr, err)
-		}
-		if !clean && !c.Connack().SessionPresent {
-			t.Fatalf("%s resumed on %s: session present 0 [MQTT-3.2.2-3]", id, addr)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
+	mv := &mover{t: t, id: id}
+	open := mv.open
 	c := open(nodes[0].addr, true)
 	// Many filters: a node writes its routes one by one, so the other nodes
 	// learn n2's route for the last one (mb/x/#, the one published to) well
@@ -112,15 +89,15 @@ func TestClusterMoveBack(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		var left []string
 		for _, p := range missing {
-			if _, ok := got.Load(p); !ok {
+			if _, ok := mv.got.Load(p); !ok {
 				left = append(left, p)
 			}
 		}
 		missing = left
 	}
-	fresh, resent := copies.duplicates()
+	fresh, resent := mv.copies.duplicates()
 	t.Logf("%d rounds n1→n2→n1: %d acknowledged, %d received, %d lost, %d dropped by relays; duplicates: %d sent as new, %d resent (DUP 1)",
-		rounds, len(want), received.Load(), len(missing), relayDropped()-dropped0, fresh, resent)
+		rounds, len(want), mv.received.Load(), len(missing), relayDropped()-dropped0, fresh, resent)
 	if len(missing) > 0 {
 		t.Fatalf("%d acknowledged messages lost, first %v", len(missing), missing[:min(len(missing), 20)])
 	}

@@ -96,27 +96,8 @@ func testTakeoverOrdinaryAndShared(t *testing.T, nodes []*testNode) {
 // pubOn: the publisher's node (0: n1, the old node of every other move,
 // the new one of the others).
 func testTakeoverInFlight(t *testing.T, nodes []*testNode, topic string, shared bool, pubOn int) {
-	var got sync.Map // payload → struct{}
-	var received atomic.Int64
-	var copies dupCount
-	open := func(addr string, clean bool) *client.Client {
-		o := client.Options{Addr: addr, ClientID: topic + "-mover", Version: codec.Version5, CleanStart: clean, MaxInflight: 100}
-		o.Props.SessionExpiry = 600
-		o.Props.Set(codec.PropSessionExpiry)
-		c := client.New(o)
-		c.OnMessage = func(m *client.Message) {
-			got.Store(string(m.Payload), struct{}{})
-			received.Add(1)
-			copies.add(m)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := c.Connect(ctx); err != nil {
-			t.Fatalf("connect mover to %s: %v", addr, err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
+	mv := &mover{t: t, id: topic + "-mover"}
+	open := mv.open
 	c := open(nodes[0].addr, true)
 	filter := topic + "/#"
 	if shared {
@@ -178,15 +159,15 @@ func testTakeoverInFlight(t *testing.T, nodes []*testNode, topic string, shared 
 		time.Sleep(50 * time.Millisecond)
 		var left []int
 		for _, s := range missing {
-			if _, ok := got.Load(strconv.Itoa(s)); !ok {
+			if _, ok := mv.got.Load(strconv.Itoa(s)); !ok {
 				left = append(left, s)
 			}
 		}
 		missing = left
 	}
-	fresh, resent := copies.duplicates()
+	fresh, resent := mv.copies.duplicates()
 	t.Logf("%d acknowledged, %d received, %d relayed by the old nodes, %d second copies cut by the new ones; duplicates: %d sent as new, %d resent (DUP 1)",
-		len(want), received.Load(), relayed()-before, cut()-cutBefore, fresh, resent)
+		len(want), mv.received.Load(), relayed()-before, cut()-cutBefore, fresh, resent)
 	if len(missing) > 0 {
 		t.Fatalf("%d acknowledged messages lost, first %v", len(missing), missing[:min(len(missing), 20)])
 	}
@@ -545,4 +526,39 @@ func TestClusterSessionNodeDeath(t *testing.T) {
 	if n := len(wills.snapshot()); n != 1 {
 		t.Fatalf("the will arrived %d times", n)
 	}
+}
+
+// mover is a persistent v5 session (expiry 600 s) that tests move between
+// nodes; it notes what it receives.
+type mover struct {
+	t        *testing.T
+	id       string
+	got      sync.Map // payload → struct{}
+	received atomic.Int64
+	copies   dupCount
+}
+
+// open connects the mover to addr: clean, a fresh session; else it must
+// resume its session there [MQTT-3.2.2-3].
+func (mv *mover) open(addr string, clean bool) *client.Client {
+	t := mv.t
+	o := client.Options{Addr: addr, ClientID: mv.id, Version: codec.Version5, CleanStart: clean, MaxInflight: 100}
+	o.Props.SessionExpiry = 600
+	o.Props.Set(codec.PropSessionExpiry)
+	c := client.New(o)
+	c.OnMessage = func(m *client.Message) {
+		mv.got.Store(string(m.Payload), struct{}{})
+		mv.received.Add(1)
+		mv.copies.add(m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("connect %s to %s: %v", mv.id, addr, err)
+	}
+	if !clean && !c.Connack().SessionPresent {
+		t.Fatalf("%s resumed on %s: session present 0 [MQTT-3.2.2-3]", mv.id, addr)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
