@@ -153,7 +153,8 @@ type Node struct {
 	cutAt    time.Time // rmu
 	// hadMajority: heard a majority since joining (rmu)
 	hadMajority bool
-	swept       time.Time // liveness goroutine only
+	reconciling atomic.Bool // a reconcile started by the state writer runs (sessionstate.go)
+	swept       time.Time   // liveness goroutine only
 
 	// Back-pressure across nodes (holdback.go): where other nodes ask this
 	// one to hold its publishers, and the senders as the receive goroutine

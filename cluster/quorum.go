@@ -126,7 +126,7 @@ func (n *Node) reconcile() {
 			break
 		}
 	}
-	n.log.Printf("cluster %s: checked %d sessions against the registry after the partition in %v: %d now another node's, ended here",
+	n.log.Printf("cluster %s: checked %d sessions against the registry after a partition in %v: %d now another node's, ended here",
 		n.cfg.Name, checked, time.Since(start).Round(time.Millisecond), ended)
 	if ctx.Err() == nil && !n.minority.Load() {
 		n.state.unsure.Store(false)

@@ -199,7 +199,7 @@ func TestClusterQuorumAckTakenOver(t *testing.T) {
 	// answers a confirmation of what it queued there void: the owner then
 	// disconnects this publisher too (0x89), and it publishes again.
 	waitFor(t, 30*time.Second, "n1 to check its sessions against the registry", func() bool {
-		return strings.Contains(n1.logs.String(), "against the registry after the partition")
+		return strings.Contains(n1.logs.String(), "against the registry after a partition")
 	})
 	for attempt := 1; ; attempt++ {
 		pub2, _ := connectRetry(t, client.Options{Addr: owner.addr, ClientID: "qt-pub", Version: codec.Version5, CleanStart: true, MaxInflight: 100})

@@ -441,6 +441,17 @@ func (n *Node) checkOwners(round, again []stateOp) bool {
 		w.mu.Unlock()
 		w.voided.Add(int64(lost))
 		n.b.VoidReplicated(upTo)
+		// The majority took them while this node missed being cut off (a
+		// short cut): the sessions still held here go now, as after a
+		// partition, not only when a next cut heals (quorum.go).
+		if !n.closing.Load() && n.reconciling.CompareAndSwap(false, true) {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				defer n.reconciling.Store(false)
+				n.reconcile()
+			}()
+		}
 		n.log.Printf("cluster %s: %d sessions with messages queued here during a cut are now another node's: their publishers are asked to send them again",
 			n.cfg.Name, lost)
 	}
