@@ -305,11 +305,26 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 			lim = 0 // each write its own 'M'
 		}
 		batches = coalesce(round, lim, batches, open)
+		send := batches
+		if lim > 0 {
+			// One stream message per subject in flight: should it fail
+			// while a later one on its subject is stored, the queue's
+			// order would break. The rest of a subject's writes (more than
+			// a message holds) wait for the next round.
+			clear(open)
+			send = make([]stateBatch, 0, len(batches))
+			for _, b := range batches {
+				if _, dup := open[b.subject]; !dup {
+					open[b.subject] = 0
+					send = append(send, b)
+				}
+			}
+		}
 		start := time.Now()
 		futures = futures[:0]
 		var err error
-		for i := range batches {
-			f, perr := n.stateJS.PublishAsync(batches[i].subject, batches[i].data)
+		for i := range send {
+			f, perr := n.stateJS.PublishAsync(send[i].subject, send[i].data)
 			if perr != nil {
 				err = perr
 				break // the rest in the next round, in order
@@ -323,7 +338,7 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 			select {
 			case <-f.Ok():
 				// Every write of a coalesced message is stored with it.
-				for _, i := range batches[k].ops {
+				for _, i := range send[k].ops {
 					ok[i] = true
 					stored += len(round[i].data)
 				}
@@ -373,6 +388,10 @@ func (n *Node) writeQueued(ops []stateOp) bool {
 		if left > 0 { // the other nodes' requests wait for these in order
 			maxStore(&w.ordStored, round[left-1].ord)
 			n.kickConfirms()
+		}
+		if len(again) > 0 && err == nil { // only writes left for the next round: no failure
+			ops = append(append([]stateOp(nil), again...), ops[len(round):]...)
+			continue
 		}
 		if len(again) == 0 {
 			if !failing.IsZero() {
